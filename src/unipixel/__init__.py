@@ -1,0 +1,33 @@
+"""unipixel: UniPixel (Qwen2.5-VL + SAM 2.1) natively on transformers.
+
+Importing the package registers ``pixel_qwen2_5_vl`` with transformers' Auto classes, so
+``AutoConfig``/``AutoModel``/``AutoProcessor.from_pretrained(<checkpoint dir>)`` work without remote code.
+"""
+
+from __future__ import annotations
+
+from .configuration import UniPixelConfig
+from .model.modeling import UniPixelForConditionalGeneration, UniPixelOutput
+
+__version__ = "0.1.0"
+
+
+def _register() -> None:
+    from transformers import AutoConfig, AutoModel, AutoModelForImageTextToText
+
+    AutoConfig.register(UniPixelConfig.model_type, UniPixelConfig, exist_ok=True)
+    AutoModel.register(UniPixelConfig, UniPixelForConditionalGeneration, exist_ok=True)
+    AutoModelForImageTextToText.register(UniPixelConfig, UniPixelForConditionalGeneration, exist_ok=True)
+    try:
+        from transformers import AutoProcessor
+
+        from .processing import UniPixelProcessor
+
+        AutoProcessor.register(UniPixelConfig, UniPixelProcessor, exist_ok=True)
+    except ImportError:  # processor needs torchvision; the model does not
+        pass
+
+
+_register()
+
+__all__ = ["UniPixelConfig", "UniPixelForConditionalGeneration", "UniPixelOutput", "__version__"]
