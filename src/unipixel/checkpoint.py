@@ -72,11 +72,19 @@ def ensure_sam2_arch(config: UniPixelConfig, ckpt_dir: Path | None, extra_dirs: 
     """Resolve ``config.sam2_config`` into ``config.sam2_arch`` (a no-op when already resolved)."""
     if config.sam2_arch is not None or config.sam2_config is None:
         return
-    from .sam2 import resolve_sam2_config
+    from .sam2.config import resolve_sam2_config
 
     dirs = sam2_search_dirs(ckpt_dir, extra_dirs) if ckpt_dir is not None else [Path(d) for d in extra_dirs]
     sam2_cfg = resolve_sam2_config(config.sam2_config, config.sam2_image_size, dirs)
     config.sam2_arch = sam2_cfg.to_dict()
+
+
+def sam2_config_of(config: UniPixelConfig) -> Any:
+    """The transformers SAM 2 video config of a UniPixel config (resolving built-in names if needed)."""
+    from transformers import Sam2VideoConfig
+
+    ensure_sam2_arch(config, None)
+    return Sam2VideoConfig(**config.sam2_arch)
 
 
 def checkpoint_files(ckpt_dir: Path) -> list[Path]:
@@ -156,3 +164,81 @@ def load_unipixel(cls: type, name_or_path: Any, *args: Any, **kwargs: Any) -> An
             raise ValueError(f"{ckpt_dir} has no {missing[0]} weights but config.sam2_config is set")
         load_sam2_parts(model, tensors)
     return model
+
+
+# ---------------------------------------------------------------------------------------------- name mapping
+_OUR_TO_REF = [
+    (r"^ref_prompt\.(ref_proj_single|ref_proj_double|ref_proj|tem_pe|tem_emb|tem_proj)\.", r"\1."),
+    (r"^mem_pool\.msk_proj\.", "msk_proj."),
+]
+
+
+def to_reference_names(tensors: dict[str, torch.Tensor], model: torch.nn.Module | None = None) -> dict[str, torch.Tensor]:
+    """Our parameter names → the reference's in-memory names (transformers-4.53 Qwen names, unprefixed adapters,
+    Meta SAM 2 names). Used to compare gradients and to write the released layout. SAM 2 and prompt-encoder
+    entries must be complete module state dicts (fill absent entries with zeros) because Meta's MLP numbering is
+    derived from the full key set.
+    """
+    import re
+
+    from .sam2.convert import hf_to_meta, prompt_encoder_hf_to_meta
+
+    out: dict[str, torch.Tensor] = {}
+    sam2 = {k: v for k, v in tensors.items() if k.startswith(SAM2_PREFIX)}
+    ref_enc = {k: v for k, v in tensors.items() if k.startswith("ref_prompt.ref_encoder.")}
+    if sam2:
+        if model is not None:
+            sam2 = _complete(sam2, model.sam2, SAM2_PREFIX)
+        out.update(hf_to_meta(sam2, prefix=SAM2_PREFIX, out_prefix=SAM2_PREFIX))
+    if ref_enc:
+        if model is not None:
+            ref_enc = _complete(ref_enc, model.ref_prompt.ref_encoder, "ref_prompt.ref_encoder.")
+        out.update(prompt_encoder_hf_to_meta(ref_enc, prefix="ref_prompt.ref_encoder.", out_prefix="ref_encoder."))
+    for key, value in tensors.items():
+        if key in sam2 or key in ref_enc:
+            continue
+        for pattern, repl in _OUR_TO_REF:
+            key = re.sub(pattern, repl, key)
+        out[key] = value
+    return out
+
+
+def _complete(part: dict[str, torch.Tensor], module: torch.nn.Module, prefix: str) -> dict[str, torch.Tensor]:
+    full = {prefix + k: torch.zeros_like(v) for k, v in module.state_dict().items()}
+    full.update(part)
+    return full
+
+
+def from_reference_names(tensors: dict[str, torch.Tensor], model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Reference names (in-memory or released layout) → our parameter names, values unchanged.
+
+    SAM 2 / prompt-encoder entries are mapped through a full state dict of ``model`` so partial inputs (e.g. one
+    overridden bias) land on the right parameter.
+    """
+    import re
+
+    from .sam2.convert import meta_to_hf, prompt_encoder_meta_to_hf
+
+    out: dict[str, torch.Tensor] = {}
+    sam2 = {k: v for k, v in tensors.items() if k.startswith(SAM2_PREFIX)}
+    ref_enc = {k: v for k, v in tensors.items() if k.startswith("ref_encoder.")}
+    if sam2:
+        base = to_reference_names({SAM2_PREFIX + k: v for k, v in model.sam2.state_dict().items()})
+        base.update(sam2)
+        new = meta_to_hf(base, prefix=SAM2_PREFIX, out_prefix=SAM2_PREFIX)
+        current = {SAM2_PREFIX + k: v for k, v in model.sam2.state_dict().items()}
+        out.update({k: v for k, v in new.items() if not torch.equal(v, current[k])})
+    if ref_enc:
+        enc = model.ref_prompt.ref_encoder
+        base = to_reference_names({"ref_prompt.ref_encoder." + k: v for k, v in enc.state_dict().items()})
+        base.update(ref_enc)
+        new = prompt_encoder_meta_to_hf(base, prefix="ref_encoder.", out_prefix="ref_prompt.ref_encoder.")
+        current = {"ref_prompt.ref_encoder." + k: v for k, v in enc.state_dict().items()}
+        out.update({k: v for k, v in new.items() if not torch.equal(v, current[k])})
+    for key, value in tensors.items():
+        if key in sam2 or key in ref_enc:
+            continue
+        for pattern, repl in KEY_MAPPING.items():
+            key = re.sub(pattern, repl, key)
+        out[key] = value
+    return out

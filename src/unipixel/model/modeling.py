@@ -64,9 +64,10 @@ class UniPixelForConditionalGeneration(Qwen2_5_VLForConditionalGeneration):
     def __init__(self, config: UniPixelConfig) -> None:
         super().__init__(config)
         if config.has_sam2:
-            from ..sam2 import build_sam2_model, sam2_config_from_arch
+            from ..checkpoint import sam2_config_of
+            from ..sam2.convert import build_sam2_model
 
-            sam2_cfg = sam2_config_from_arch(config)
+            sam2_cfg = sam2_config_of(config)
             self.sam2 = build_sam2_model(sam2_cfg)
             sam_dim = sam2_cfg.mask_decoder_config.hidden_size
             llm_dim = config.text_config.hidden_size
@@ -184,6 +185,7 @@ class UniPixelForConditionalGeneration(Qwen2_5_VLForConditionalGeneration):
         frame_size: list[tuple[int, int]] | None = None,
         label_masks: list[torch.Tensor] | None = None,
         output_hidden_states: bool | None = None,
+        prenorm_only: bool = False,
         past_key_values: Any = None,
         **kwargs: Any,
     ) -> UniPixelOutput:
@@ -194,7 +196,9 @@ class UniPixelForConditionalGeneration(Qwen2_5_VLForConditionalGeneration):
         * ``sam2_frames`` / ``frame_size``: per batch element, SAM 2 frames ``(T, 3, S, S)`` and the original
           ``(H, W)``; at inference the ``<|seg|>`` tokens of the input are tracked through them (``tracks``);
         * ``label_masks``: per batch element, ``(T, O, S, S)`` ground-truth masks of its ``<|seg|>`` tokens
-          (training; with ``sam2_frames``) → SAM 2 multi-step loss added to the LM loss.
+          (training; with ``sam2_frames``) → SAM 2 multi-step loss added to the LM loss;
+        * ``prenorm_only``: with ``output_hidden_states``, return only the pre-final-norm state (what
+          :meth:`generate` collects to find ``<|seg|>`` queries) instead of every layer.
         """
         if cache is None and past_key_values is not None:
             cache = past_key_values
@@ -258,6 +262,7 @@ class UniPixelForConditionalGeneration(Qwen2_5_VLForConditionalGeneration):
 
         if use_cache is None:
             use_cache = not self.training
+        all_layers = bool(output_hidden_states) and not prenorm_only
         lm_out = self.model.language_model(
             input_ids=None,
             position_ids=position_ids,
@@ -265,16 +270,17 @@ class UniPixelForConditionalGeneration(Qwen2_5_VLForConditionalGeneration):
             cache=cache,
             inputs_embeds=inputs_embeds,
             use_cache=use_cache,
-            output_hidden_states=True if output_hidden_states else -1,
+            output_hidden_states=True if all_layers else -1,
             **kwargs,
         )
+        # tie_last_hidden_states=False (see UniPixelConfig): hidden_states[-1] is the last decoder layer's output.
         prenorm = lm_out.hidden_states[-1]
         logits = self.lm_head(_slice_keep(lm_out.last_hidden_state, logits_to_keep))
 
         out = UniPixelOutput(
             logits=logits,
             cache=lm_out.cache,
-            hidden_states=lm_out.hidden_states if output_hidden_states else (prenorm,),
+            hidden_states=(lm_out.hidden_states if all_layers else (prenorm,)) if output_hidden_states else None,
             prenorm_hidden=prenorm,
             position_ids=position_ids,
             visual_embeds=visual_embeds,
@@ -299,11 +305,12 @@ class UniPixelForConditionalGeneration(Qwen2_5_VLForConditionalGeneration):
         self, out: UniPixelOutput, sam2_frames: list[torch.Tensor] | None, label_masks: list[torch.Tensor]
     ) -> None:
         """Reference training path (§1.7): per sample, all its ``<|seg|>`` tokens vs its label masks."""
-        from ..sam2 import Sam2Tracker, sam2_mask_loss
+        from ..sam2.loss import sam2_mask_loss
+        from ..sam2.tracker import Sam2Tracker
 
         if sam2_frames is None:
             raise ValueError("label_masks need sam2_frames (the frames SAM 2 segments)")
-        tracker = Sam2Tracker(self.sam2, inference_mode=False)
+        tracker = Sam2Tracker(self.sam2)
         losses, terms_all, frame_outs = [], [], []
         for b, masks in enumerate(label_masks):
             if masks is None:
@@ -339,9 +346,9 @@ class UniPixelForConditionalGeneration(Qwen2_5_VLForConditionalGeneration):
         frame_size: list[tuple[int, int]] | None,
     ) -> list[Any]:
         """Track every ``<|seg|>`` of each sample through its frames: one encoding, one batched propagation."""
-        from ..sam2 import Sam2Tracker
+        from ..sam2.tracker import Sam2Tracker
 
-        tracker = Sam2Tracker(self.sam2, inference_mode=True)
+        tracker = Sam2Tracker(self.sam2)
         results = []
         for b, frames in enumerate(sam2_frames):
             hidden = out.seg_queries[out.seg_positions[:, 0] == b]
@@ -354,6 +361,65 @@ class UniPixelForConditionalGeneration(Qwen2_5_VLForConditionalGeneration):
         return results
 
     # ------------------------------------------------------------------ generation
+    @torch.no_grad()
+    def generate(  # type: ignore[override]
+        self,
+        *args: Any,
+        sam2_frames: list[torch.Tensor] | None = None,
+        frame_size: list[tuple[int, int]] | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """transformers' ``generate`` plus masks for every ``<|seg|>``: those already in the input and those generated.
+
+        Without ``sam2_frames`` this is plain Qwen2.5-VL generation. With them, the pre-norm state in front of each
+        ``<|seg|>`` (input ones first, then generated ones in order, as the reference) is turned into SAM 2 prompt
+        tokens and all objects of a sample are tracked in one batched pass after decoding (SAM 2 never feeds back
+        into the text, so this equals the reference's interleaved decoding). Returns a
+        :class:`~unipixel.model.generation.UniPixelGenerateOutput` (``sequences``, ``tracks``, ``seg_sources``...).
+        A generated token counts as ``<|seg|>`` when it *is* ``<|seg|>`` (the reference tests the argmax, which is
+        the same under greedy decoding).
+        """
+        from .generation import collect_seg_queries
+
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        if ids is not None and kwargs.get("mm_token_type_ids") is None:
+            # transformers builds M-RoPE positions for generation only when it knows which tokens are visual.
+            kwargs["mm_token_type_ids"] = self._mm_token_type_ids(ids)
+        if sam2_frames is None or not self.has_sam2:
+            return super().generate(*args, **kwargs)
+        user_dict = kwargs.pop("return_dict_in_generate", None)
+        kwargs.pop("output_hidden_states", None)
+        gen = super().generate(
+            *args, return_dict_in_generate=True, output_hidden_states=True, prenorm_only=True, **kwargs
+        )
+        input_ids = kwargs.get("input_ids", args[0] if args else None)
+        queries, states, sources = collect_seg_queries(
+            self, input_ids, gen, self._special_ids()["seg"], self.generation_config, kwargs
+        )
+        return self._finish_generate(gen, queries, states, sources, sam2_frames, frame_size, user_dict)
+
+    def _finish_generate(self, gen, queries, states, sources, sam2_frames, frame_size, user_dict):  # noqa: ANN001
+        from .generation import UniPixelGenerateOutput
+
+        positions = torch.cat(
+            [torch.full((q.shape[0],), b, dtype=torch.long) for b, q in enumerate(queries)]
+        ) if queries else torch.zeros(0, dtype=torch.long)
+        stacked = torch.cat(queries) if queries else None
+        tracks = None
+        if stacked is not None and stacked.shape[0] > 0:
+            tmp = UniPixelOutput(seg_positions=positions[:, None].to(stacked.device), seg_queries=stacked)
+            tracks = self._track_batch(tmp, sam2_frames, frame_size)
+        return UniPixelGenerateOutput(
+            sequences=gen.sequences,
+            logits=getattr(gen, "logits", None),
+            scores=getattr(gen, "scores", None),
+            prenorm_hidden=[h[-1] for h in gen.hidden_states] if user_dict else None,
+            seg_queries=queries,
+            seg_states=states,
+            seg_sources=sources,
+            tracks=tracks,
+        )
+
     def prepare_inputs_for_generation(self, *args: Any, is_first_iteration: bool | None = False, **kwargs: Any):
         inputs = super().prepare_inputs_for_generation(*args, is_first_iteration=is_first_iteration, **kwargs)
         if not is_first_iteration:
