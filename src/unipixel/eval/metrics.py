@@ -25,14 +25,14 @@ import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 if TYPE_CHECKING:  # torch tensors are accepted but torch is not imported at run time
     import torch
 
-    MaskLike = Union[np.ndarray, torch.Tensor]
+    MaskLike = np.ndarray | torch.Tensor
 else:
     MaskLike = Any
 
@@ -270,7 +270,9 @@ def boundary_map(mask: MaskLike) -> np.ndarray:
     return out if m.ndim == 3 else out[0]
 
 
-def _f_from_counts(n_fg: np.ndarray, n_gt: np.ndarray, fg_match: np.ndarray, gt_match: np.ndarray) -> np.ndarray:
+def _f_from_counts(
+    n_fg: np.ndarray, n_gt: np.ndarray, fg_match: np.ndarray, gt_match: np.ndarray
+) -> np.ndarray:
     """Boundary F-measure from counts with the DAVIS ``f_measure`` conventions (float64, same operation order)."""
     n_fg = n_fg.astype(np.float64)
     n_gt = n_gt.astype(np.float64)
@@ -372,7 +374,9 @@ def _jf_pair(r: Any) -> tuple[float, float]:
     return float(j), float(f)
 
 
-def aggregate_j_and_f(results: Iterable[JFResult | Mapping[str, float] | tuple[float, float]]) -> dict[str, float]:
+def aggregate_j_and_f(
+    results: Iterable[JFResult | Mapping[str, float] | tuple[float, float]],
+) -> dict[str, float]:
     """Dataset J, F, J&F: ``J = mean_e J_e``, ``F = mean_e F_e`` over expressions ``e``, ``J&F = (J + F) / 2``.
 
     Items are :class:`JFResult`, ``{"J": .., "F": ..}`` mappings or ``(J, F)`` pairs. Values are fractions
@@ -541,7 +545,7 @@ def remove_small_components(mask: MaskLike, min_area: int, connectivity: int = 8
     acc = np.zeros(h * (w + 1) + 1, dtype=np.int32)
     np.add.at(acc, rows[keep] * (w + 1) + starts[keep], 1)
     np.add.at(acc, rows[keep] * (w + 1) + ends[keep], -1)
-    return (np.cumsum(acc[:-1]).reshape(h, w + 1)[:, :w] > 0)
+    return np.cumsum(acc[:-1]).reshape(h, w + 1)[:, :w] > 0
 
 
 def mask_to_box(mask: MaskLike, min_area: int = 0) -> tuple[int, int, int, int] | None:
@@ -595,7 +599,7 @@ def box_accuracy(
         raise ValueError("pred_boxes and gt_boxes differ in length")
     if not gt_boxes:
         return math.nan
-    hits = [p is not None and box_iou(p, g) >= thr for p, g in zip(pred_boxes, gt_boxes)]
+    hits = [p is not None and box_iou(p, g) >= thr for p, g in zip(pred_boxes, gt_boxes, strict=True)]
     return float(np.mean(hits))
 
 
@@ -713,7 +717,7 @@ def revos_aggregate(
     for tid, name in ((0, "referring"), (1, "reason")):
         arr = np.asarray(subsets[tid], dtype=np.float64).reshape(-1, len(keys))
         means = arr.mean(axis=0) if arr.shape[0] else np.full(len(keys), np.nan)
-        res = {k: float(v) for k, v in zip(keys, means)}
+        res = {k: float(v) for k, v in zip(keys, means, strict=True)}
         res["JF"] = (res["J"] + res["F"]) / 2
         res["n"] = arr.shape[0]
         out[name] = res
@@ -740,7 +744,9 @@ def _seconds(t: str) -> int:
     return parts[0] * 3600 + parts[1] * 60 + parts[2]
 
 
-def groundmore_action_window(video_name: str, action_start: str, action_end: str, fps: int = 6) -> tuple[int, int]:
+def groundmore_action_window(
+    video_name: str, action_start: str, action_end: str, fps: int = 6
+) -> tuple[int, int]:
     """Inclusive frame-index window ``[start, end]`` in which the GroundMoRe GT mask is non-empty.
 
     The clip start ``MMSS`` is parsed from ``video_name[-9:]`` (``..._MMSS_MMSS``); with times in seconds,

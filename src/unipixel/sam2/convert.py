@@ -166,30 +166,21 @@ def _build_reverse() -> list[tuple[re.Pattern[str], str]]:
     rules = []
     for meta, hf in _RULES:
         groups = _meta_groups(meta)
-        # regex for the HF side: escape literal text, substitute each \N with the Meta group's sub-pattern
-        parts = re.split(r"(\\\d)", hf)
-        regex = ""
-        for part in parts:
-            if re.fullmatch(r"\\\d", part):
-                regex += groups[int(part[1]) - 1]
-            else:
-                regex += re.escape(part)
-        # Meta template: replace each group of the Meta pattern by its back-reference, unescape dots.
-        counter = iter(range(1, len(groups) + 1))
-        template = re.sub(r"\([^()]*\)", lambda _m: f"\\{next(counter)}", meta).replace("\\.", ".")
-        # the HF template may reference groups out of order; map by position of \N in hf
         order = [int(x) for x in re.findall(r"\\(\d)", hf)]
-        remap = {pos + 1: meta_idx for pos, meta_idx in enumerate(order)}
-        template = re.sub(r"\\(\d)", lambda mm: f"\\{_inverse(remap, int(mm.group(1)))}", template)
+        if order != list(range(1, len(groups) + 1)):
+            raise AssertionError(f"conversion rule {meta!r} -> {hf!r} must use its groups in order")
+        # regex for the HF side: literal text escaped, each \N replaced by the Meta group's sub-pattern
+        regex = "".join(
+            groups[int(part[1]) - 1] if re.fullmatch(r"\\\d", part) else re.escape(part)
+            for part in re.split(r"(\\\d)", hf)
+        )
+        # Meta-side template: each group of the Meta pattern becomes its back-reference, dots unescaped
+        pieces = re.split(r"\([^()]*\)", meta)
+        template = "".join(
+            piece + (f"\\{i + 1}" if i < len(groups) else "") for i, piece in enumerate(pieces)
+        ).replace("\\.", ".")
         rules.append((re.compile(regex + r"$"), template))
     return rules
-
-
-def _inverse(remap: dict[int, int], meta_idx: int) -> int:
-    for hf_pos, m_idx in remap.items():
-        if m_idx == meta_idx:
-            return hf_pos
-    raise KeyError(meta_idx)
 
 
 _FORWARD = _build_forward()

@@ -1,0 +1,1 @@
+"""Data: the sample schema, dataset readers (one small file each), mixing, sampling and collation."""

@@ -1,0 +1,1 @@
+"""One module per dataset layout; each registers itself with :func:`unipixel.data.registry.register_reader`."""
