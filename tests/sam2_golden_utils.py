@@ -54,12 +54,12 @@ def case_names(*, with_seg: bool = False, training: bool = False) -> list[str]:
     return out
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def case_data(name: str) -> dict[str, torch.Tensor]:
     return load_file(str(GOLDEN / manifest()["cases"][name]["file"]))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def video_inputs(name: str) -> dict[str, torch.Tensor]:
     return load_file(str(GOLDEN / f"inputs_video_{manifest()['cases'][name]['video']}.safetensors"))
 
@@ -68,7 +68,7 @@ def overrides(name: str) -> dict[str, torch.Tensor]:
     return {k[len("override.") :]: v for k, v in case_data(name).items() if k.startswith("override.")}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _model_for(override_key: tuple[str, ...], name: str | None) -> torch.nn.Module:
     sd = dict(ckpt_state_dict())
     if name is not None:
@@ -112,7 +112,9 @@ def assert_close(actual: torch.Tensor, expected: torch.Tensor, what: str) -> flo
     return diff
 
 
-def assert_binary_equal(logits: torch.Tensor, expected_mask: torch.Tensor, stored_logits: torch.Tensor, what: str):
+def assert_binary_equal(
+    logits: torch.Tensor, expected_mask: torch.Tensor, stored_logits: torch.Tensor, what: str
+):
     confident = stored_logits.abs() > BINARY_MARGIN
     got = logits > 0
     bad = (got != expected_mask.bool()) & confident

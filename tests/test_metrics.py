@@ -168,10 +168,13 @@ def test_input_types_equivalent():
         lambda m: m.astype(np.float32),
         lambda m: torch.from_numpy(m),
         lambda m: torch.from_numpy(m.astype(np.int64)),
+        lambda m: torch.from_numpy(m).to(torch.bfloat16),
     ):
         assert (M.region_iou(conv(p), conv(g)), M.boundary_f(conv(p), conv(g))) == ref
     with pytest.raises(ValueError):
         M.region_iou(p, g[:-1])
+    gt_t = torch.from_numpy(g).to(torch.bfloat16)
+    assert M.revos_accuracy(torch.from_numpy(p), gt_t) == M.revos_accuracy(p, g)
 
 
 # ----------------------------------------------------------------------------------------------------------

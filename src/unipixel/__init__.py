@@ -21,9 +21,13 @@ def _register() -> None:
     try:
         from transformers import AutoProcessor
 
-        from .processing import UniPixelProcessor
+        from .processing import PatchedQwen2_5_VLProcessor, UniPixelProcessor
 
         AutoProcessor.register(UniPixelConfig, UniPixelProcessor, exist_ok=True)
+        # Released checkpoints record the reference's processor class name; transformers finds registered
+        # processors by class name, so register the alias under a private config subclass.
+        legacy = type("_ReferenceProcessorConfig", (UniPixelConfig,), {"model_type": "_pixel_qwen2_5_vl_legacy"})
+        AutoProcessor.register(legacy, PatchedQwen2_5_VLProcessor, exist_ok=True)
     except ImportError:  # processor needs torchvision; the model does not
         pass
 

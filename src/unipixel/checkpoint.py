@@ -76,7 +76,8 @@ def ensure_sam2_arch(config: UniPixelConfig, ckpt_dir: Path | None, extra_dirs: 
 
     dirs = sam2_search_dirs(ckpt_dir, extra_dirs) if ckpt_dir is not None else [Path(d) for d in extra_dirs]
     sam2_cfg = resolve_sam2_config(config.sam2_config, config.sam2_image_size, dirs)
-    config.sam2_arch = sam2_cfg.to_dict()
+    # JSON-normalised (string keys etc.) so the in-memory value equals what a saved config.json reloads as.
+    config.sam2_arch = json.loads(sam2_cfg.to_json_string(use_diff=False))
 
 
 def sam2_config_of(config: UniPixelConfig) -> Any:

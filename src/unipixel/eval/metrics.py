@@ -88,10 +88,22 @@ _CHUNK_WORDS = 1 << 16
 # ----------------------------------------------------------------------------------------------------------
 
 
+def _is_tensor(x: Any) -> bool:
+    return hasattr(x, "detach") and hasattr(x, "cpu")  # torch.Tensor, without importing torch
+
+
+def _tensor_to_numpy(x: Any) -> np.ndarray:
+    x = x.detach().cpu()
+    try:
+        return x.numpy()
+    except TypeError:  # dtypes numpy lacks (bfloat16, ...)
+        return x.float().numpy()
+
+
 def _as_bool_np(x: MaskLike) -> np.ndarray:
     """Foreground map ``x != 0`` as a numpy bool array (a bool numpy input is used as is, not copied)."""
-    if hasattr(x, "detach") and hasattr(x, "cpu"):  # torch.Tensor, without importing torch
-        x = x.detach().cpu().numpy()
+    if _is_tensor(x):
+        x = _tensor_to_numpy(x if str(x.dtype) == "torch.bool" else x != 0)
     a = np.asarray(x)
     return a if a.dtype == np.bool_ else a != 0
 
@@ -609,7 +621,7 @@ def box_accuracy(
 
 
 def _video3(x: MaskLike) -> np.ndarray:
-    a = x.detach().cpu().numpy() if hasattr(x, "detach") and hasattr(x, "cpu") else np.asarray(x)
+    a = _tensor_to_numpy(x) if _is_tensor(x) else np.asarray(x)
     if a.ndim == 2:
         a = a[None]
     if a.ndim != 3:

@@ -22,7 +22,12 @@ import yaml
 from transformers import Sam2VideoConfig
 from transformers.models.sam2.configuration_sam2 import Sam2HieraDetConfig, Sam2VisionConfig
 
-__all__ = ["BUILTIN_SAM2_CONFIGS", "resolve_sam2_config", "sam2_config_from_meta_dict", "normalize_config_name"]
+__all__ = [
+    "BUILTIN_SAM2_CONFIGS",
+    "resolve_sam2_config",
+    "sam2_config_from_meta_dict",
+    "normalize_config_name",
+]
 
 
 def _builtin(
@@ -49,7 +54,12 @@ def _builtin(
                 "window_pos_embed_bkg_spatial_size": bkg,
             },
             "neck": {
-                "position_encoding": {"num_pos_feats": 256, "normalize": True, "scale": None, "temperature": 10000},
+                "position_encoding": {
+                    "num_pos_feats": 256,
+                    "normalize": True,
+                    "scale": None,
+                    "temperature": 10000,
+                },
                 "d_model": 256,
                 "backbone_channel_list": channels,
                 "fpn_top_down_levels": [2, 3],
@@ -90,10 +100,21 @@ def _builtin(
         },
         "memory_encoder": {
             "out_dim": 64,
-            "position_encoding": {"num_pos_feats": 64, "normalize": True, "scale": None, "temperature": 10000},
+            "position_encoding": {
+                "num_pos_feats": 64,
+                "normalize": True,
+                "scale": None,
+                "temperature": 10000,
+            },
             "mask_downsampler": {"kernel_size": 3, "stride": 2, "padding": 1},
             "fuser": {
-                "layer": {"dim": 256, "kernel_size": 7, "padding": 3, "layer_scale_init_value": 1e-6, "use_dwconv": True},
+                "layer": {
+                    "dim": 256,
+                    "kernel_size": 7,
+                    "padding": 3,
+                    "layer_scale_init_value": 1e-6,
+                    "use_dwconv": True,
+                },
                 "num_layers": 2,
             },
         },
@@ -214,7 +235,9 @@ def _yaml_candidates(name: str, search_dirs: Sequence[str | Path]) -> list[Path]
     return out
 
 
-def resolve_sam2_config(name: str, image_size: int, search_dirs: Sequence[str | Path] = ()) -> Sam2VideoConfig:
+def resolve_sam2_config(
+    name: str, image_size: int, search_dirs: Sequence[str | Path] = ()
+) -> Sam2VideoConfig:
     """Build the :class:`Sam2VideoConfig` for a UniPixel ``sam2_config`` name at resolution ``image_size``.
 
     Resolution order: the built-in table of released SAM 2.1 architectures (``configs/sam2.1_hiera_{t,s,b+,l}``,
@@ -279,9 +302,15 @@ def sam2_config_from_meta_dict(
     _check(fill_hole == 0, f"fill_hole_area={fill_hole} (SAM 2 post-processing is not implemented)", source)
     add_tpos = bool(m.get("add_tpos_enc_to_obj_ptrs", True))
     proj_tpos = bool(m.get("proj_tpos_enc_in_obj_ptrs", False))
-    _check(add_tpos == proj_tpos, "add_tpos_enc_to_obj_ptrs and proj_tpos_enc_in_obj_ptrs must be equal", source)
+    _check(
+        add_tpos == proj_tpos, "add_tpos_enc_to_obj_ptrs and proj_tpos_enc_in_obj_ptrs must be equal", source
+    )
     min_pt, max_pt = int(m.get("multimask_min_pt_num", 1)), int(m.get("multimask_max_pt_num", 1))
-    _check(min_pt <= 0 <= max_pt, "multimask must be on for prompts without points (min_pt_num <= 0 <= max)", source)
+    _check(
+        min_pt <= 0 <= max_pt,
+        "multimask must be on for prompts without points (min_pt_num <= 0 <= max)",
+        source,
+    )
 
     # ---- image encoder (Hiera trunk + FPN neck)
     enc = m.get("image_encoder") or {}
@@ -307,21 +336,39 @@ def sam2_config_from_meta_dict(
 
     d_model = int(_get(neck, "d_model", 256))
     channel_list = [int(c) for c in _get(neck, "backbone_channel_list", dims[::-1])]
-    _check(channel_list == dims[::-1], f"neck.backbone_channel_list {channel_list} != trunk dims {dims[::-1]}", source)
+    _check(
+        channel_list == dims[::-1],
+        f"neck.backbone_channel_list {channel_list} != trunk dims {dims[::-1]}",
+        source,
+    )
     top_down = _get(neck, "fpn_top_down_levels", None)
     top_down = list(range(len(channel_list))) if top_down is None else [int(x) for x in top_down]
-    _check(_get(neck, "fpn_interp_model", "bilinear") == "nearest", "neck.fpn_interp_model must be 'nearest'", source)
+    _check(
+        _get(neck, "fpn_interp_model", "bilinear") == "nearest",
+        "neck.fpn_interp_model must be 'nearest'",
+        source,
+    )
     _check(_get(neck, "fuse_type", "sum") == "sum", "neck.fuse_type must be 'sum'", source)
     for key, want in (("kernel_size", 1), ("stride", 1), ("padding", 0)):
         _check(int(_get(neck, key, want)) == want, f"neck.{key} must be {want}", source)
     neck_pe = neck.get("position_encoding") or {}
-    _check(int(_get(neck_pe, "num_pos_feats", d_model)) == d_model, "neck position_encoding.num_pos_feats != d_model", source)
+    _check(
+        int(_get(neck_pe, "num_pos_feats", d_model)) == d_model,
+        "neck position_encoding.num_pos_feats != d_model",
+        source,
+    )
     _check(bool(_get(neck_pe, "normalize", True)), "neck position_encoding.normalize must be true", source)
     _check(_get(neck_pe, "scale", None) is None, "neck position_encoding.scale must be null", source)
-    _check(int(_get(neck_pe, "temperature", 10000)) == 10000, "neck position_encoding.temperature must be 10000", source)
+    _check(
+        int(_get(neck_pe, "temperature", 10000)) == 10000,
+        "neck position_encoding.temperature must be 10000",
+        source,
+    )
     scalp = int(_get(enc, "scalp", 0))
     num_levels = len(channel_list) - scalp
-    _check(num_levels == 3, f"{num_levels} FPN levels after scalp (the SAM 2 decoder needs exactly 3)", source)
+    _check(
+        num_levels == 3, f"{num_levels} FPN levels after scalp (the SAM 2 decoder needs exactly 3)", source
+    )
 
     # Spatial sizes of the kept FPN levels: patch embed (k7, s4, p3) then 2x2 max-pools.
     side = (size + 2 * 3 - 7) // 4 + 1
@@ -331,7 +378,11 @@ def sam2_config_from_meta_dict(
             side = side // q_stride[0]
         sides.append(side)
     feat_sides = sides[:num_levels]
-    _check(feat_sides[-1] * 16 == size, f"image_size {size} does not give a 1/16 feature map ({feat_sides})", source)
+    _check(
+        feat_sides[-1] * 16 == size,
+        f"image_size {size} does not give a 1/16 feature map ({feat_sides})",
+        source,
+    )
     backbone_feature_sizes = [[s, s] for s in feat_sides]
     emb_side = feat_sides[-1]
 
@@ -343,15 +394,29 @@ def sam2_config_from_meta_dict(
     ma_d = int(_get(ma, "d_model", d_model))
     _check(ma_d == d_model, "memory_attention.d_model != neck.d_model", source)
     _check(bool(_get(ma, "pos_enc_at_input", True)), "memory_attention.pos_enc_at_input must be true", source)
-    _check(not bool(_get(layer, "pos_enc_at_attn", False)), "memory_attention.layer.pos_enc_at_attn must be false", source)
-    _check(bool(_get(layer, "pos_enc_at_cross_attn_keys", True)), "pos_enc_at_cross_attn_keys must be true", source)
-    _check(not bool(_get(layer, "pos_enc_at_cross_attn_queries", False)), "pos_enc_at_cross_attn_queries must be false", source)
+    _check(
+        not bool(_get(layer, "pos_enc_at_attn", False)),
+        "memory_attention.layer.pos_enc_at_attn must be false",
+        source,
+    )
+    _check(
+        bool(_get(layer, "pos_enc_at_cross_attn_keys", True)),
+        "pos_enc_at_cross_attn_keys must be true",
+        source,
+    )
+    _check(
+        not bool(_get(layer, "pos_enc_at_cross_attn_queries", False)),
+        "pos_enc_at_cross_attn_queries must be false",
+        source,
+    )
     _check(bool(_get(ca, "rope_k_repeat", False)), "cross_attention.rope_k_repeat must be true", source)
     _check(not bool(_get(sa, "rope_k_repeat", False)), "self_attention.rope_k_repeat must be false", source)
     for key in ("num_heads", "downsample_rate", "rope_theta", "dropout"):
         _check(_get(sa, key, None) == _get(ca, key, None), f"self/cross attention {key} differ", source)
     for att in (sa, ca):
-        _check(int(_get(att, "embedding_dim", d_model)) == d_model, "attention embedding_dim != d_model", source)
+        _check(
+            int(_get(att, "embedding_dim", d_model)) == d_model, "attention embedding_dim != d_model", source
+        )
     ma_heads = int(_get(sa, "num_heads", 1))
     ma_down = int(_get(sa, "downsample_rate", 1))
     rope_theta = _as_float(_get(sa, "rope_theta", 10000.0))
@@ -367,16 +432,32 @@ def sam2_config_from_meta_dict(
     _check(mem_dim != in_dim, "memory_encoder.out_dim == in_dim (identity out_proj) is not supported", source)
     _check(d_model % mem_dim == 0, "d_model must be a multiple of memory_encoder.out_dim", source)
     kv_in_dim = int(_get(ca, "kv_in_dim", mem_dim))
-    _check(kv_in_dim == mem_dim, f"cross_attention.kv_in_dim {kv_in_dim} != memory_encoder.out_dim {mem_dim}", source)
+    _check(
+        kv_in_dim == mem_dim,
+        f"cross_attention.kv_in_dim {kv_in_dim} != memory_encoder.out_dim {mem_dim}",
+        source,
+    )
     me_pe = me.get("position_encoding") or {}
-    _check(int(_get(me_pe, "num_pos_feats", mem_dim)) == mem_dim, "memory_encoder pos-enc num_pos_feats != out_dim", source)
+    _check(
+        int(_get(me_pe, "num_pos_feats", mem_dim)) == mem_dim,
+        "memory_encoder pos-enc num_pos_feats != out_dim",
+        source,
+    )
     md = me.get("mask_downsampler") or {}
     md_embed = int(_get(md, "embed_dim", 256))
-    md_k, md_s, md_p = int(_get(md, "kernel_size", 4)), int(_get(md, "stride", 4)), int(_get(md, "padding", 0))
+    md_k, md_s, md_p = (
+        int(_get(md, "kernel_size", 4)),
+        int(_get(md, "stride", 4)),
+        int(_get(md, "padding", 0)),
+    )
     md_total = int(_get(md, "total_stride", 16))
     _check(md_embed == in_dim, "mask_downsampler.embed_dim != memory_encoder.in_dim", source)
     _check(md_total == 16, "mask_downsampler.total_stride must be 16", source)
-    _check(str(md.get("activation", "gelu")).lower().endswith("gelu"), "mask_downsampler activation must be GELU", source)
+    _check(
+        str(md.get("activation", "gelu")).lower().endswith("gelu"),
+        "mask_downsampler activation must be GELU",
+        source,
+    )
     fuser = me.get("fuser") or {}
     fl = fuser.get("layer") or {}
     fuser_dim = int(_get(fl, "dim", 256))
@@ -450,5 +531,9 @@ def sam2_config_from_meta_dict(
     config.memory_attention_kv_in_dim = kv_in_dim
     config.drop_path_rate = _as_float(_get(trunk, "drop_path_rate", 0.0))
     config.sam2_config_source = source
-    _check(math.log2(md_total) % math.log2(md_s) == 0, "mask_downsampler total_stride not a power of stride", source)
+    _check(
+        math.log2(md_total) % math.log2(md_s) == 0,
+        "mask_downsampler total_stride not a power of stride",
+        source,
+    )
     return config

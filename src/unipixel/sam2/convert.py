@@ -69,10 +69,22 @@ _RULES: list[tuple[str, str]] = [
     (r"obj_ptr_proj\.(.+)", r"object_pointer_proj.\1"),
     # image encoder
     (r"image_encoder\.trunk\.(pos_embed|pos_embed_window)", r"vision_encoder.backbone.\1"),
-    (r"image_encoder\.trunk\.patch_embed\.proj\.(weight|bias)", r"vision_encoder.backbone.patch_embed.projection.\1"),
-    (r"image_encoder\.trunk\.blocks\.(\d+)\.norm([12])\.(weight|bias)", r"vision_encoder.backbone.blocks.\1.layer_norm\2.\3"),
-    (r"image_encoder\.trunk\.blocks\.(\d+)\.attn\.(qkv|proj)\.(weight|bias)", r"vision_encoder.backbone.blocks.\1.attn.\2.\3"),
-    (r"image_encoder\.trunk\.blocks\.(\d+)\.proj\.(weight|bias)", r"vision_encoder.backbone.blocks.\1.proj.\2"),
+    (
+        r"image_encoder\.trunk\.patch_embed\.proj\.(weight|bias)",
+        r"vision_encoder.backbone.patch_embed.projection.\1",
+    ),
+    (
+        r"image_encoder\.trunk\.blocks\.(\d+)\.norm([12])\.(weight|bias)",
+        r"vision_encoder.backbone.blocks.\1.layer_norm\2.\3",
+    ),
+    (
+        r"image_encoder\.trunk\.blocks\.(\d+)\.attn\.(qkv|proj)\.(weight|bias)",
+        r"vision_encoder.backbone.blocks.\1.attn.\2.\3",
+    ),
+    (
+        r"image_encoder\.trunk\.blocks\.(\d+)\.proj\.(weight|bias)",
+        r"vision_encoder.backbone.blocks.\1.proj.\2",
+    ),
     (r"image_encoder\.trunk\.blocks\.(\d+)\.mlp\.(.+)", r"vision_encoder.backbone.blocks.\1.mlp.\2"),
     (r"image_encoder\.neck\.convs\.(\d+)\.conv\.(weight|bias)", r"vision_encoder.neck.convs.\1.\2"),
     # memory attention
@@ -86,12 +98,21 @@ _RULES: list[tuple[str, str]] = [
         r"memory_attention.layers.\1.\2.o_proj.\3",
     ),
     (r"memory_attention\.layers\.(\d+)\.(linear[12])\.(weight|bias)", r"memory_attention.layers.\1.\2.\3"),
-    (r"memory_attention\.layers\.(\d+)\.norm([123])\.(weight|bias)", r"memory_attention.layers.\1.layer_norm\2.\3"),
+    (
+        r"memory_attention\.layers\.(\d+)\.norm([123])\.(weight|bias)",
+        r"memory_attention.layers.\1.layer_norm\2.\3",
+    ),
     # memory encoder
     (r"memory_encoder\.pix_feat_proj\.(weight|bias)", r"memory_encoder.feature_projection.\1"),
     (r"memory_encoder\.out_proj\.(weight|bias)", r"memory_encoder.projection.\1"),
-    (r"memory_encoder\.fuser\.layers\.(\d+)\.dwconv\.(weight|bias)", r"memory_encoder.memory_fuser.layers.\1.depthwise_conv.\2"),
-    (r"memory_encoder\.fuser\.layers\.(\d+)\.norm\.(weight|bias)", r"memory_encoder.memory_fuser.layers.\1.layer_norm.\2"),
+    (
+        r"memory_encoder\.fuser\.layers\.(\d+)\.dwconv\.(weight|bias)",
+        r"memory_encoder.memory_fuser.layers.\1.depthwise_conv.\2",
+    ),
+    (
+        r"memory_encoder\.fuser\.layers\.(\d+)\.norm\.(weight|bias)",
+        r"memory_encoder.memory_fuser.layers.\1.layer_norm.\2",
+    ),
     (
         r"memory_encoder\.fuser\.layers\.(\d+)\.pwconv([12])\.(weight|bias)",
         r"memory_encoder.memory_fuser.layers.\1.pointwise_conv\2.\3",
@@ -111,7 +132,10 @@ _RULES: list[tuple[str, str]] = [
     (r"sam_mask_decoder\.output_upscaling\.0\.(weight|bias)", r"mask_decoder.upscale_conv1.\1"),
     (r"sam_mask_decoder\.output_upscaling\.1\.(weight|bias)", r"mask_decoder.upscale_layer_norm.\1"),
     (r"sam_mask_decoder\.output_upscaling\.3\.(weight|bias)", r"mask_decoder.upscale_conv2.\1"),
-    (r"sam_mask_decoder\.(output_hypernetworks_mlps\.\d+|iou_prediction_head|pred_obj_score_head)\.(.+)", r"mask_decoder.\1.\2"),
+    (
+        r"sam_mask_decoder\.(output_hypernetworks_mlps\.\d+|iou_prediction_head|pred_obj_score_head)\.(.+)",
+        r"mask_decoder.\1.\2",
+    ),
     (
         r"sam_mask_decoder\.transformer\.layers\.(\d+)\.(self_attn|cross_attn_token_to_image|cross_attn_image_to_token)"
         r"\.(q_proj|k_proj|v_proj)\.(weight|bias)",
@@ -122,8 +146,14 @@ _RULES: list[tuple[str, str]] = [
         r"\.out_proj\.(weight|bias)",
         r"mask_decoder.transformer.layers.\1.\2.o_proj.\3",
     ),
-    (r"sam_mask_decoder\.transformer\.layers\.(\d+)\.norm([1234])\.(weight|bias)", r"mask_decoder.transformer.layers.\1.layer_norm\2.\3"),
-    (r"sam_mask_decoder\.transformer\.layers\.(\d+)\.mlp\.(.+)", r"mask_decoder.transformer.layers.\1.mlp.\2"),
+    (
+        r"sam_mask_decoder\.transformer\.layers\.(\d+)\.norm([1234])\.(weight|bias)",
+        r"mask_decoder.transformer.layers.\1.layer_norm\2.\3",
+    ),
+    (
+        r"sam_mask_decoder\.transformer\.layers\.(\d+)\.mlp\.(.+)",
+        r"mask_decoder.transformer.layers.\1.mlp.\2",
+    ),
     (
         r"sam_mask_decoder\.transformer\.final_attn_token_to_image\.(q_proj|k_proj|v_proj)\.(weight|bias)",
         r"mask_decoder.transformer.final_attn_token_to_image.\1.\2",
@@ -132,17 +162,25 @@ _RULES: list[tuple[str, str]] = [
         r"sam_mask_decoder\.transformer\.final_attn_token_to_image\.out_proj\.(weight|bias)",
         r"mask_decoder.transformer.final_attn_token_to_image.o_proj.\1",
     ),
-    (r"sam_mask_decoder\.transformer\.norm_final_attn\.(weight|bias)", r"mask_decoder.transformer.layer_norm_final_attn.\1"),
+    (
+        r"sam_mask_decoder\.transformer\.norm_final_attn\.(weight|bias)",
+        r"mask_decoder.transformer.layer_norm_final_attn.\1",
+    ),
 ]
 
 _PE_META = "sam_prompt_encoder.pe_layer.positional_encoding_gaussian_matrix"
-_PE_HF = ("prompt_encoder.shared_embedding.positional_embedding", "shared_image_embedding.positional_embedding")
+_PE_HF = (
+    "prompt_encoder.shared_embedding.positional_embedding",
+    "shared_image_embedding.positional_embedding",
+)
 _POINT_META = re.compile(r"sam_prompt_encoder\.point_embeddings\.(\d+)\.weight")
 _POINT_HF = "prompt_encoder.point_embed.weight"
 _FUSER_SCALE_META = re.compile(r"memory_encoder\.fuser\.layers\.(\d+)\.(gamma|weight)")
 _FUSER_SCALE_HF = re.compile(r"memory_encoder\.memory_fuser\.layers\.(\d+)\.scale")
 _MASKDS_META = re.compile(r"memory_encoder\.mask_downsampler\.encoder\.(\d+)\.(weight|bias)")
-_MASKDS_HF = re.compile(r"memory_encoder\.mask_downsampler\.(?:layers\.(\d+)\.(conv|layer_norm)|final_conv)\.(weight|bias)")
+_MASKDS_HF = re.compile(
+    r"memory_encoder\.mask_downsampler\.(?:layers\.(\d+)\.(conv|layer_norm)|final_conv)\.(weight|bias)"
+)
 
 
 def _meta_groups(meta: str) -> list[str]:
@@ -222,9 +260,9 @@ def _renumber_mlp_hf_to_meta(key: str, hf_depths: dict[str, int]) -> str:
             rest = key[len(prefix) + 1 :]
             depth = n_hidden + 2
             if rest.startswith("proj_in."):
-                return f"{prefix}.layers.0.{rest[len('proj_in.'):]}"
+                return f"{prefix}.layers.0.{rest[len('proj_in.') :]}"
             if rest.startswith("proj_out."):
-                return f"{prefix}.layers.{depth - 1}.{rest[len('proj_out.'):]}"
+                return f"{prefix}.layers.{depth - 1}.{rest[len('proj_out.') :]}"
             mm = re.match(r"layers\.(\d+)\.(.+)", rest)
             if mm:
                 return f"{prefix}.layers.{int(mm.group(1)) + 1}.{mm.group(2)}"
@@ -406,7 +444,9 @@ def prompt_encoder_meta_to_hf(
         if sorted(points) != list(range(len(points))):
             unknown.extend(f"{prefix}point_embeddings.{i}.weight" for i in sorted(points))
         else:
-            out["point_embed.weight"] = torch.cat([points[i].reshape(1, -1) for i in range(len(points))], dim=0)
+            out["point_embed.weight"] = torch.cat(
+                [points[i].reshape(1, -1) for i in range(len(points))], dim=0
+            )
     if unknown:
         raise UnknownKeysError(unknown, "Meta -> transformers (prompt encoder)")
     return {out_prefix + k: v for k, v in out.items()}

@@ -31,7 +31,12 @@ DEFAULT_WEIGHTS: dict[str, float] = {"loss_mask": 100.0, "loss_dice": 5.0, "loss
 
 
 def sigmoid_focal_loss(
-    logits: Tensor, targets: Tensor, num_objects: float, alpha: float = 0.25, gamma: float = 2.0, per_mask: bool = False
+    logits: Tensor,
+    targets: Tensor,
+    num_objects: float,
+    alpha: float = 0.25,
+    gamma: float = 2.0,
+    per_mask: bool = False,
 ) -> Tensor:
     """Focal loss; ``per_mask`` -> (N, M) mean over pixels, else mean over the last dim, summed; both / N."""
     prob = logits.sigmoid()
@@ -106,7 +111,9 @@ class Sam2MultiStepLoss(nn.Module):
         self.focal_gamma_obj_score = focal_gamma_obj_score
         self.supervise_all_iou = supervise_all_iou
 
-    def forward(self, outputs: Sequence[Mapping[str, Tensor | Sequence[Tensor]]], targets: Tensor) -> dict[str, Tensor]:
+    def forward(
+        self, outputs: Sequence[Mapping[str, Tensor | Sequence[Tensor]]], targets: Tensor
+    ) -> dict[str, Tensor]:
         if len(outputs) != targets.shape[0]:
             raise ValueError(f"{len(outputs)} frame outputs but {targets.shape[0]} target frames")
         num_objects = _global_num_objects(targets.shape[1], targets.device)
@@ -137,7 +144,9 @@ class Sam2MultiStepLoss(nn.Module):
             raise ValueError("multimasks, ious and object_score_logits must have the same number of steps")
         losses: dict[str, Tensor] = {}
         for masks, ious, scores in zip(masks_steps, ious_steps, score_steps, strict=True):
-            for key, value in self._step_losses(masks.float(), target, ious.float(), scores.float(), num_objects).items():
+            for key, value in self._step_losses(
+                masks.float(), target, ious.float(), scores.float(), num_objects
+            ).items():
                 losses[key] = losses[key] + value if key in losses else value
         losses[CORE_LOSS_KEY] = sum(losses[k] * w for k, w in self.weight_dict.items() if w != 0)
         return losses
@@ -146,7 +155,9 @@ class Sam2MultiStepLoss(nn.Module):
         self, masks: Tensor, target: Tensor, ious: Tensor, scores: Tensor, num_objects: float
     ) -> dict[str, Tensor]:
         target = target.expand_as(masks)
-        focal = sigmoid_focal_loss(masks, target, num_objects, self.focal_alpha, self.focal_gamma, per_mask=True)
+        focal = sigmoid_focal_loss(
+            masks, target, num_objects, self.focal_alpha, self.focal_gamma, per_mask=True
+        )
         dice = dice_loss(masks, target, num_objects)
         present = torch.any((target[:, 0] > 0).flatten(1), dim=-1)[..., None].float()  # (O, 1)
         loss_class = sigmoid_focal_loss(

@@ -110,7 +110,9 @@ def _run_encoder(model: Sam2VideoModel, pixels: Tensor) -> tuple[Tensor, Tensor,
     return s0, s1, fpn[-1], pos[-1][:1]
 
 
-def encode_frames(model: Sam2VideoModel, frames: Tensor, chunk_size: int = 16, lazy: bool = False) -> FrameFeatures:
+def encode_frames(
+    model: Sam2VideoModel, frames: Tensor, chunk_size: int = 16, lazy: bool = False
+) -> FrameFeatures:
     """Run the SAM 2 image encoder once for a clip of normalised frames ``(T, 3, S, S)``.
 
     ``chunk_size`` bounds how many frames go through the encoder at once (as the reference does); with
@@ -166,16 +168,28 @@ class TrackResult:
     """Output of :func:`track`; all per-object tensors have objects first and frames second."""
 
     low_res_logits: Tensor  # (O, T, h, w)
-    video_res_logits: Tensor  # (O, T, H, W)
     object_score_logits: Tensor  # (O, T)
     obj_ptr: Tensor  # (O, T, D)
+    frame_size: tuple[int, int]  # original (H, W)
     features: FrameFeatures
     frame_outputs: dict[int, FrameOutput] = field(default_factory=dict)
 
+    def video_res(self, frames: slice | list[int] | None = None) -> Tensor:
+        """Logits bilinearly resized to the original frame size, (O, T', H, W) for the selected frames."""
+        low = self.low_res_logits if frames is None else self.low_res_logits[:, frames]
+        out = F.interpolate(low.float(), size=self.frame_size, mode="bilinear", align_corners=False)
+        return out.to(low.dtype)
+
     @property
-    def binary_masks(self) -> Tensor:
-        """Final masks at the original frame size (``video_res_logits > 0``)."""
-        return self.video_res_logits > 0
+    def video_res_logits(self) -> Tensor:
+        """(O, T, H, W) logits at the original size; computed on access (large for long videos)."""
+        return self.video_res()
+
+    def binary_masks(self, chunk: int = 16) -> Tensor:
+        """Final masks ``video_res_logits > 0`` as bool (O, T, H, W), resized ``chunk`` frames at a time."""
+        num_frames = self.low_res_logits.shape[1]
+        parts = [self.video_res(slice(t, t + chunk)) > 0 for t in range(0, num_frames, chunk)]
+        return torch.cat(parts, dim=1)
 
     @property
     def vision_features(self) -> Tensor:
@@ -199,7 +213,9 @@ def _decode(
     # No points: one empty point (label -1) padded by another -> [not_a_point, not_a_point].
     points = torch.zeros(num_obj, 1, 1, 2, device=device, dtype=dtype)
     labels = -torch.ones(num_obj, 1, 1, device=device, dtype=torch.int32)
-    sparse, dense = model.prompt_encoder(input_points=points, input_labels=labels, input_boxes=None, input_masks=None)
+    sparse, dense = model.prompt_encoder(
+        input_points=points, input_labels=labels, input_boxes=None, input_masks=None
+    )
     if hidden is not None:
         sparse = torch.cat([sparse, hidden.to(sparse.dtype).unsqueeze(1)], dim=2)
     multimasks, ious, tokens, obj_logits = model.mask_decoder(
@@ -220,7 +236,9 @@ def _decode(
     size = model.config.image_size
     high_res_multi = None
     if need_high_res_multimasks:
-        high_res_multi = F.interpolate(multimasks.float(), size=(size, size), mode="bilinear", align_corners=False)
+        high_res_multi = F.interpolate(
+            multimasks.float(), size=(size, size), mode="bilinear", align_corners=False
+        )
         high_res_multi = high_res_multi.to(multimasks.dtype)
         high_res = high_res_multi[rows, best].unsqueeze(1)
     else:
@@ -247,13 +265,17 @@ def _encode_memory(
     """Memory of one frame for all objects from its raw features and chosen high-res logits."""
     num_obj = high_res_masks.shape[0]
     cfg = model.config
-    mask_for_mem = torch.sigmoid(high_res_masks) * cfg.sigmoid_scale_for_mem_enc + cfg.sigmoid_bias_for_mem_enc
+    mask_for_mem = (
+        torch.sigmoid(high_res_masks) * cfg.sigmoid_scale_for_mem_enc + cfg.sigmoid_bias_for_mem_enc
+    )
     feats, pos = model.memory_encoder(vision.expand(num_obj, -1, -1, -1), mask_for_mem.to(vision.dtype))
     if model.occlusion_spatial_embedding_parameter is not None:
         absent = 1 - (object_score_logits > 0).to(feats.dtype)  # (O, 1)
         feats = feats + absent[..., None, None] * model.occlusion_spatial_embedding_parameter[..., None, None]
     # (O, C, h, w) -> (hw, O, C), the sequence-first layout memory attention takes
-    return feats.flatten(2).permute(2, 0, 1), pos.to(feats.dtype).flatten(2).permute(2, 0, 1).expand(-1, num_obj, -1)
+    return feats.flatten(2).permute(2, 0, 1), pos.to(feats.dtype).flatten(2).permute(2, 0, 1).expand(
+        -1, num_obj, -1
+    )
 
 
 def _one_d_sine_pe(pos: Tensor, dim: int, temperature: float = 10000.0) -> Tensor:
@@ -326,7 +348,8 @@ def _condition_on_memory(
         ptrs = torch.stack(pointers, dim=0)  # (N, O, D)
         if model.config.enable_temporal_pos_encoding_for_object_pointers:
             proj = model.temporal_positional_encoding_projection_layer
-            rel = torch.tensor(positions, device=ptrs.device, dtype=torch.float32) / max(max_ptrs - 1, 1)
+            # positions are cast to the projection's dtype before normalising, as in the reference
+            rel = torch.tensor(positions, device=ptrs.device, dtype=proj.weight.dtype) / max(max_ptrs - 1, 1)
             ptr_pos = proj(_one_d_sine_pe(rel, dim=d).to(proj.weight.dtype))
             ptr_pos = ptr_pos.unsqueeze(1).expand(-1, num_obj, mem_dim)
         else:
@@ -452,7 +475,9 @@ def track(
     pix = vision + model.no_memory_embedding.reshape(1, -1, 1, 1)
     out = _decode(model, pix.expand(num_obj, -1, -1, -1), s0, s1, hidden, image_pe, True, False)
     # 2. memory of the prompt frame from its stored low-res logits (propagate_in_video_preflight)
-    high_res = F.interpolate(out.low_res_masks.float(), size=(size, size), mode="bilinear", align_corners=False)
+    high_res = F.interpolate(
+        out.low_res_masks.float(), size=(size, size), mode="bilinear", align_corners=False
+    )
     out.maskmem_features, out.maskmem_pos_enc = _encode_memory(
         model, vision, high_res.to(out.low_res_masks.dtype), out.object_score_logits
     )
@@ -460,6 +485,9 @@ def track(
     non_cond: dict[int, FrameOutput] = {}
 
     # 3. propagation
+    # Frames a later step can still read: the last num_maskmem-1 tracked frames (memories) and, for the
+    # backward pass, the frames just after the prompt frame. Older memories are released (long videos).
+    keep_after_cond = cond_frame + model.num_maskmem - 1 if backward and cond_frame > 0 else cond_frame
     orders = [(list(range(cond_frame + 1, num_frames)), False)]
     if backward and cond_frame > 0:
         orders.append((list(range(cond_frame - 1, -1, -1)), True))
@@ -467,29 +495,50 @@ def track(
         for t in order:
             s0, s1, vision = features.get(t)
             pix = _condition_on_memory(
-                model, t, vision, features.vision_pos, num_obj, cond, non_cond, num_frames, reverse, training=False
+                model,
+                t,
+                vision,
+                features.vision_pos,
+                num_obj,
+                cond,
+                non_cond,
+                num_frames,
+                reverse,
+                training=False,
             )
             fo = _decode(model, pix, s0, s1, None, image_pe, True, False)
             assert fo.high_res_masks is not None
             fo.maskmem_features, fo.maskmem_pos_enc = _encode_memory(
                 model, vision, fo.high_res_masks, fo.object_score_logits
             )
-            non_cond[t] = fo
+            non_cond[t] = fo if keep_frame_outputs else _slim(fo)
+            stale = t + model.num_maskmem - 1 if reverse else t - (model.num_maskmem - 1)
+            if not keep_frame_outputs and stale in non_cond and (reverse or stale > keep_after_cond):
+                non_cond[stale].maskmem_features = non_cond[stale].maskmem_pos_enc = None
 
     all_out = {**non_cond, **cond}
     visited = sorted(all_out)
-    low = torch.cat([all_out[t].low_res_masks for t in visited], dim=1)  # (O, T', h, w)
-    video = F.interpolate(low.float(), size=tuple(int(s) for s in frame_size), mode="bilinear", align_corners=False)
     result = TrackResult(
-        low_res_logits=low,
-        video_res_logits=video.to(low.dtype),
+        low_res_logits=torch.cat([all_out[t].low_res_masks for t in visited], dim=1),  # (O, T, h, w)
         object_score_logits=torch.cat([all_out[t].object_score_logits for t in visited], dim=1),
         obj_ptr=torch.stack([all_out[t].obj_ptr for t in visited], dim=1),
+        frame_size=(int(frame_size[0]), int(frame_size[1])),
         features=features,
     )
     if keep_frame_outputs:
         result.frame_outputs = all_out
     return result
+
+
+def _slim(out: FrameOutput) -> FrameOutput:
+    """Drop per-frame tensors later frames never read (keeps memory, pointer, score and low-res mask)."""
+    return FrameOutput(
+        low_res_masks=out.low_res_masks,
+        obj_ptr=out.obj_ptr,
+        object_score_logits=out.object_score_logits,
+        maskmem_features=out.maskmem_features,
+        maskmem_pos_enc=out.maskmem_pos_enc,
+    )
 
 
 def forward_train(
@@ -513,7 +562,9 @@ def forward_train(
     """
     hidden = _check_hidden(model, hidden)
     features = (
-        features_or_frames if isinstance(features_or_frames, FrameFeatures) else encode_frames(model, features_or_frames)
+        features_or_frames
+        if isinstance(features_or_frames, FrameFeatures)
+        else encode_frames(model, features_or_frames)
     )
     num_obj = hidden.shape[0]
     num_frames = features.num_frames
@@ -528,12 +579,23 @@ def forward_train(
             fo = _decode(model, pix, s0, s1, hidden, image_pe, False, True)
         else:
             pix = _condition_on_memory(
-                model, t, vision, features.vision_pos, num_obj, cond, non_cond, num_frames, False, training=True,
+                model,
+                t,
+                vision,
+                features.vision_pos,
+                num_obj,
+                cond,
+                non_cond,
+                num_frames,
+                False,
+                training=True,
                 detach_rope=detach_rope,
             )
             fo = _decode(model, pix, s0, s1, None, image_pe, False, True)
         assert fo.high_res_masks is not None and fo.multimasks is not None and fo.ious is not None
-        fo.maskmem_features, fo.maskmem_pos_enc = _encode_memory(model, vision, fo.high_res_masks, fo.object_score_logits)
+        fo.maskmem_features, fo.maskmem_pos_enc = _encode_memory(
+            model, vision, fo.high_res_masks, fo.object_score_logits
+        )
         (cond if t == 0 else non_cond)[t] = fo
         item = {
             "multimasks": fo.multimasks,
