@@ -19,7 +19,7 @@ from .convert import (
     prompt_encoder_hf_to_meta,
     prompt_encoder_meta_to_hf,
 )
-from .loss import Sam2MultiStepLoss
+from .loss import Sam2MultiStepLoss, sam2_mask_loss
 from .tracker import (
     NO_OBJ_SCORE,
     FrameFeatures,
@@ -50,5 +50,6 @@ __all__ = [
     "prompt_encoder_hf_to_meta",
     "prompt_encoder_meta_to_hf",
     "resolve_sam2_config",
+    "sam2_mask_loss",
     "track",
 ]

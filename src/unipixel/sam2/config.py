@@ -146,8 +146,8 @@ def _builtin(
 
 # Public SAM 2.1 architecture numbers (Hiera-T/S/B+/L). They agree with the per-size settings used by
 # transformers' own SAM 2 conversion (tiny == Sam2HieraDetConfig defaults). drop_path_rate only matters for
-# training; the vendored UniPixel b+ config sets 0.1 (not expressible by transformers' Hiera, see README of
-# ``resolve_sam2_config``).
+# training; the vendored UniPixel b+ config sets 0.1 (transformers' Hiera has no drop path: it is recorded
+# as ``config.drop_path_rate`` but not applied).
 BUILTIN_SAM2_CONFIGS: dict[str, dict[str, Any]] = {
     "sam2.1_hiera_t": _builtin(96, 1, [1, 2, 7, 2], [5, 7, 9], [7, 7], [8, 4, 14, 7], 0.0),
     "sam2.1_hiera_s": _builtin(96, 1, [1, 2, 11, 2], [7, 10, 13], [7, 7], [8, 4, 14, 7], 0.0),

@@ -24,7 +24,14 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["Sam2MultiStepLoss", "sigmoid_focal_loss", "dice_loss", "iou_l1_loss", "CORE_LOSS_KEY"]
+__all__ = [
+    "Sam2MultiStepLoss",
+    "sam2_mask_loss",
+    "sigmoid_focal_loss",
+    "dice_loss",
+    "iou_l1_loss",
+    "CORE_LOSS_KEY",
+]
 
 CORE_LOSS_KEY = "core_loss"
 DEFAULT_WEIGHTS: dict[str, float] = {"loss_mask": 100.0, "loss_dice": 5.0, "loss_iou": 5.0, "loss_class": 5.0}
@@ -136,7 +143,7 @@ class Sam2MultiStepLoss(nn.Module):
         else:
             masks_steps = [
                 F.interpolate(m.float(), size=target.shape[-2:], mode="bilinear", align_corners=False)
-                for m in self._steps(out["multimasks"])
+                for m in self._steps(out["multimasks"] if "multimasks" in out else out["low_res_multimasks"])
             ]
         ious_steps = self._steps(out["ious"])
         score_steps = self._steps(out["object_score_logits"])
@@ -179,3 +186,12 @@ class Sam2MultiStepLoss(nn.Module):
             "loss_iou": (loss_iou * present).sum(),
             "loss_class": loss_class,
         }
+
+
+def sam2_mask_loss(
+    outputs: Sequence[Mapping[str, Tensor | Sequence[Tensor]]],
+    targets: Tensor,
+    weight_dict: Mapping[str, float] | None = None,
+) -> dict[str, Tensor]:
+    """Functional form of :class:`Sam2MultiStepLoss` with UniPixel's settings (summed over frames)."""
+    return Sam2MultiStepLoss(weight_dict)(outputs, targets)

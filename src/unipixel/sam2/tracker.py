@@ -185,11 +185,16 @@ class TrackResult:
         """(O, T, H, W) logits at the original size; computed on access (large for long videos)."""
         return self.video_res()
 
-    def binary_masks(self, chunk: int = 16) -> Tensor:
+    def binary_masks_chunked(self, chunk: int = 16) -> Tensor:
         """Final masks ``video_res_logits > 0`` as bool (O, T, H, W), resized ``chunk`` frames at a time."""
         num_frames = self.low_res_logits.shape[1]
         parts = [self.video_res(slice(t, t + chunk)) > 0 for t in range(0, num_frames, chunk)]
         return torch.cat(parts, dim=1)
+
+    @property
+    def binary_masks(self) -> Tensor:
+        """Final masks (``video_res_logits > 0``), bool (O, T, H, W); never holds all float logits at once."""
+        return self.binary_masks_chunked()
 
     @property
     def vision_features(self) -> Tensor:
@@ -557,8 +562,9 @@ def forward_train(
     ``detach_rope=True`` (default) reproduces the reference's gradient cut through the RoPE'd queries/keys of
     memory attention (see :func:`_rope_attention`); ``False`` gives the mathematically complete gradient.
 
-    Returns one dict per frame with ``multimasks`` (O, 3, h, w), ``ious`` (O, 3), ``object_score_logits``
-    (O, 1), ``low_res_masks`` (O, 1, h, w) and, if ``return_high_res``, ``multimasks_high_res`` (O, 3, S, S).
+    Returns one dict per frame with ``multimasks`` (O, 3, h, w; also as ``low_res_multimasks``), ``ious``
+    (O, 3), ``object_score_logits`` (O, 1), ``low_res_masks`` (O, 1, h, w) and, if ``return_high_res``,
+    ``multimasks_high_res`` (O, 3, S, S).
     """
     hidden = _check_hidden(model, hidden)
     features = (
@@ -599,6 +605,7 @@ def forward_train(
         (cond if t == 0 else non_cond)[t] = fo
         item = {
             "multimasks": fo.multimasks,
+            "low_res_multimasks": fo.multimasks,  # same tensor, the reference fixtures' name
             "ious": fo.ious,
             "object_score_logits": fo.object_score_logits,
             "low_res_masks": fo.low_res_masks,
