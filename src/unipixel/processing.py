@@ -108,10 +108,12 @@ class UniPixelProcessor(Qwen2_5_VLProcessor):
         sam2_image_size: int | None = 768,
         sam2_media: Media | None = None,
         int_box_coords: bool = True,
+        mem_object_ids: Sequence[int] | None = None,
     ) -> PreparedInputs:
         """Build one sample's model inputs. ``history`` = earlier (user, assistant) turns, the first of which
         carries the video; ``prompt`` is then the newest user turn. ``sam2_media`` (default: ``media``) holds
-        the frames SAM 2 segments; ``sam2_image_size=None`` skips SAM 2 inputs (text-only tasks)."""
+        the frames SAM 2 segments; ``sam2_image_size=None`` skips SAM 2 inputs (text-only tasks).
+        ``mem_object_ids`` names the mask-prompted objects in the region prefix (default 0, 1, ...)."""
         if media.num_frames == 0:
             raise ValueError("the media has no frames")
         frames = media.frames
@@ -143,7 +145,9 @@ class UniPixelProcessor(Qwen2_5_VLProcessor):
         refer_mask = None
         if masks:
             refer_mask = build_refer_mask(torch.stack(masks, dim=1), grid)
-            prefix = mem_prompt_text(refer_mask, num_frames=media.num_frames, is_image=media.is_image)
+            prefix = mem_prompt_text(
+                refer_mask, num_frames=media.num_frames, is_image=media.is_image, object_ids=mem_object_ids
+            )
             user_text = prefix + prompt if not history else prompt
             if history:
                 first_user, first_answer = history[0]

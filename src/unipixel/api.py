@@ -1,0 +1,408 @@
+"""The Python API: ``UniPixel.from_pretrained(...)`` then one call per question.
+
+>>> up = UniPixel.from_pretrained()                       # the built-in model, CPU
+>>> res = up.predict("clip.mp4", "Please segment the red ball.")
+>>> res.clean_text, [o.id for o in res.objects], res.objects[0].masks.rle(0)
+
+Every call takes media (image/video file, frame folder, PIL images, arrays), text, and optional visual prompts
+in *original* pixel coordinates with an original frame index, and returns a
+:class:`~unipixel.results.UniPixelResult` (answer, objects with stable ids, per-frame RLE masks, boxes, scores,
+the text span of each object, and which frames the LLM saw / got masks). Frame sampling is explicit: frames a
+prompt refers to are always kept.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .media import Media, llm_pixel_budget, load_media, sample_frame_indices
+from .processing import ObjectPrompt, UniPixelProcessor
+from .results import MaskTrack, UniPixelResult, build_result
+from .tokenizer import REF_TOKEN, SEG_TOKEN
+
+PointSpec = Sequence[float]  # (x, y) or (x, y, frame)
+BoxSpec = Sequence[float]  # (x1, y1, x2, y2) or (x1, y1, x2, y2, frame)
+PIXELQA_LOCALIZE = "Please localize the relevant objects with IDs."
+MC_SUFFIX = "Please only give the best option."
+MC_PREFIX = "The best option is ("
+
+
+def default_model_path() -> Path:
+    """The built-in model shipped with the package (see ``unipixel/builtin``)."""
+    from .builtin import builtin_model_dir
+
+    return builtin_model_dir()
+
+
+@dataclass
+class Request:
+    """One question for :meth:`UniPixel.predict_batch` (same fields as :meth:`UniPixel.predict`)."""
+
+    media: Any
+    prompt: str
+    points: Sequence[PointSpec] = ()
+    boxes: Sequence[BoxSpec] = ()
+    masks: Sequence[Any] = ()
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def _split_frame(spec: Sequence[float], n: int, what: str) -> tuple[list[float], int]:
+    vals = list(spec)
+    if len(vals) == n:
+        return vals, 0
+    if len(vals) == n + 1:
+        return vals[:n], int(vals[n])
+    raise ValueError(f"a {what} is {n} numbers (+ an optional frame index), got {spec!r}")
+
+
+def keep_frames_sampling(num_total: int, num_frames: int, keep: Sequence[int]) -> np.ndarray:
+    """Uniform sampling that is guaranteed to contain every frame in ``keep`` (prompt frames): each kept frame
+    replaces the nearest uniformly sampled one."""
+    for k in keep:
+        if not 0 <= k < num_total:
+            raise ValueError(f"prompt frame {k} is outside the video's {num_total} frames")
+    idx = [int(i) for i in sample_frame_indices(num_total, num_frames, mode="uniform")]
+    for k in sorted(set(keep)):
+        if k in idx:
+            continue
+        free = [j for j, v in enumerate(idx) if v not in keep]
+        if not free:
+            raise ValueError(f"{len(set(keep))} prompt frames do not fit into {num_frames} sampled frames")
+        j = min(free, key=lambda j: abs(idx[j] - k))
+        idx[j] = k
+    return np.array(sorted(set(idx)), dtype=np.int64)
+
+
+class UniPixel:
+    """A loaded UniPixel model + processor with a plain programmatic interface."""
+
+    def __init__(
+        self,
+        model: Any,
+        processor: UniPixelProcessor,
+        *,
+        num_frames: int = 16,
+        min_pixels: int | None = None,
+        max_pixels: int | None = None,
+        max_new_tokens: int = 256,
+    ) -> None:
+        self.model = model
+        self.processor = processor
+        self.num_frames = num_frames
+        self.min_pixels = min_pixels
+        self.max_pixels = max_pixels
+        self.max_new_tokens = max_new_tokens
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str | Path | None = None,
+        *,
+        device: str | torch.device | None = None,
+        dtype: torch.dtype | str | None = None,
+        attn_implementation: str = "sdpa",
+        **kwargs: Any,
+    ) -> UniPixel:
+        """Load a checkpoint directory or hub id (default: the built-in model). ``device`` defaults to CUDA when
+        available, else CPU; ``dtype`` to bf16 on CUDA, fp32 on CPU."""
+        from . import UniPixelForConditionalGeneration
+
+        path = default_model_path() if name_or_path is None else name_or_path
+        dev = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if dtype is None:
+            dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
+        elif isinstance(dtype, str):
+            dtype = getattr(torch, dtype)
+        api_kwargs = {k: kwargs.pop(k) for k in ("num_frames", "min_pixels", "max_pixels", "max_new_tokens") if k in kwargs}
+        model = UniPixelForConditionalGeneration.from_pretrained(
+            path, dtype=dtype, attn_implementation=attn_implementation, **kwargs
+        ).to(dev).eval()
+        processor = UniPixelProcessor.from_pretrained(model.name_or_path or path)
+        return cls(model, processor, **api_kwargs)
+
+    # ------------------------------------------------------------------ media
+    def load(self, media: Any, num_frames: int | None = None, keep: Sequence[int] = ()) -> Media:
+        """Decode ``media``, sampling ``num_frames`` frames uniformly (videos) while keeping the ``keep`` frames."""
+        if isinstance(media, Media):
+            return media
+        n = num_frames or self.num_frames
+        if not keep:
+            return load_media(media, num_frames=n)
+        full = load_media(media)
+        if full.is_image or full.num_frames <= n:
+            return full
+        idx = keep_frames_sampling(full.num_frames, n, keep)
+        return Media(
+            frames=full.frames[idx], fps=full.fps, is_image=False, frame_indices=full.frame_indices[idx],
+            source=full.source, total_frames=full.total_frames,
+        )
+
+    def _budget(self, media: Media) -> tuple[int, int]:
+        lo, hi = llm_pixel_budget(max(media.num_frames, 1))
+        return self.min_pixels or lo, self.max_pixels or hi
+
+    def _object_prompts(
+        self, media: Media, points: Sequence[PointSpec], boxes: Sequence[BoxSpec], masks: Sequence[Any]
+    ) -> list[ObjectPrompt]:
+        """User prompts (original frame indices) → processor prompts (positions among the loaded frames)."""
+        from .visual_prompts import prompt_frame_position
+
+        objs = []
+        for p in points:
+            xy, f = _split_frame(p, 2, "point")
+            objs.append(ObjectPrompt(frame=prompt_frame_position(f, media.frame_indices), point=xy))
+        for b in boxes:
+            xyxy, f = _split_frame(b, 4, "box")
+            objs.append(ObjectPrompt(frame=prompt_frame_position(f, media.frame_indices), box=xyxy))
+        for m in masks:
+            mask, f = (m if isinstance(m, tuple) else (m, 0))
+            arr = np.asarray(mask)
+            if arr.ndim == 3:
+                objs.append(ObjectPrompt(frame=0, mask=arr))
+            else:
+                objs.append(ObjectPrompt(frame=prompt_frame_position(int(f), media.frame_indices), mask=arr))
+        return objs
+
+    @staticmethod
+    def _with_ref_tokens(prompt: str, n_ref: int) -> str:
+        """Insert ``<|ref|>`` after ``[k]`` markers when the user wrote ``[0]``.. instead of the token itself."""
+        if n_ref == 0 or REF_TOKEN in prompt:
+            return prompt
+        out = prompt
+        for k in range(n_ref):
+            marker = f"[{k}]"
+            if marker not in out:
+                raise ValueError(
+                    f"{n_ref} point/box prompts were given but the prompt has no {REF_TOKEN} and no '{marker}'; "
+                    f"refer to object k as '[k]' (e.g. 'What is [0] doing?') or write {REF_TOKEN} yourself"
+                )
+            out = out.replace(marker, f"{marker} {REF_TOKEN}", 1)
+        return out
+
+    # ------------------------------------------------------------------ core
+    def _decode(self, ids: torch.Tensor) -> str:
+        tok = self.processor.tokenizer
+        text = tok.decode(ids, skip_special_tokens=False)
+        for stop in ("<|im_end|>", "<|endoftext|>"):
+            text = text.split(stop)[0]
+        return text
+
+    def _run(
+        self,
+        media: Media,
+        prompt: str,
+        objects: Sequence[ObjectPrompt],
+        *,
+        response: str | None = None,
+        assistant_prefix: str | None = None,
+        history: Sequence[tuple[str, str]] = (),
+        max_new_tokens: int | None = None,
+        do_sample: bool = False,
+        mem_object_ids: Sequence[int] | None = None,
+        sam2_media: Media | None = None,
+        **gen_kwargs: Any,
+    ) -> UniPixelResult:
+        t0 = time.perf_counter()
+        lo, hi = self._budget(media)
+        cfg = self.model.config
+        prep = self.processor.prepare(
+            media, prompt, objects=objects, response=response, assistant_prefix=assistant_prefix, history=history,
+            min_pixels=lo, max_pixels=hi, sam2_image_size=cfg.sam2_image_size if self.model.has_sam2 else None,
+            int_box_coords=cfg.quirk_int_box_coords, mem_object_ids=mem_object_ids, sam2_media=sam2_media,
+        )
+        kw = _to_device(prep.model_kwargs, self.model.device, self.model.dtype)
+        t1 = time.perf_counter()
+        with torch.inference_mode():
+            if response is not None:  # teacher forcing: one forward, masks for the <|seg|> in the input
+                out = self.model(**kw)
+                text = response
+                tracks = out.tracks[0] if out.tracks else None
+                n_obj = 0 if out.seg_queries is None else out.seg_queries.shape[0]
+            else:
+                greedy = {} if do_sample else dict(temperature=None, top_k=None, top_p=None)
+                gen = self.model.generate(
+                    **kw, max_new_tokens=max_new_tokens or self.max_new_tokens, do_sample=do_sample,
+                    repetition_penalty=None, **greedy, **gen_kwargs,
+                )
+                prompt_len = kw["input_ids"].shape[1]
+                sequences = gen.sequences if hasattr(gen, "sequences") else gen
+                text = (assistant_prefix or "") + self._decode(sequences[0, prompt_len:])
+                tracks = gen.tracks[0] if getattr(gen, "tracks", None) else None
+                n_obj = 0 if tracks is None else tracks.low_res_logits.shape[0]
+        t2 = time.perf_counter()
+        per_obj = [] if tracks is None else [tracks.video_res_logits[i].float().cpu() for i in range(n_obj)]
+        scores = [] if tracks is None else [tracks.object_score_logits[i].float().cpu() for i in range(n_obj)]
+        return build_result(
+            text,
+            tracks=per_obj,
+            object_score_logits=scores or None,
+            frame_indices=prep.frame_indices,
+            llm_frame_indices=[int(x) for x in media.frame_indices],
+            frame_size=prep.frame_size,
+            media=media,
+            prompt=prompt,
+            timings={"preprocess_s": t1 - t0, "model_s": t2 - t1, "postprocess_s": time.perf_counter() - t2},
+        )
+
+    def predict(
+        self,
+        media: Any,
+        prompt: str,
+        *,
+        points: Sequence[PointSpec] = (),
+        boxes: Sequence[BoxSpec] = (),
+        masks: Sequence[Any] = (),
+        num_frames: int | None = None,
+        sam2_frames: str = "sampled",
+        max_new_tokens: int | None = None,
+        do_sample: bool = False,
+        assistant_prefix: str | None = None,
+        response: str | None = None,
+        **gen_kwargs: Any,
+    ) -> UniPixelResult:
+        """Answer ``prompt`` about ``media``; masks for every ``<|seg|>`` the model writes.
+
+        ``points`` ``(x, y[, frame])``, ``boxes`` ``(x1, y1, x2, y2[, frame])`` (original pixels and frame
+        indices) become ``<|ref|>`` tokens — refer to them as ``[0]``, ``[1]``... in the prompt (or write
+        ``<|ref|>`` yourself); ``masks`` (``(H, W)`` bool with a frame, ``(mask, frame)``, or a ``(T, H, W)``
+        track over the loaded frames) become ``<|mem|>`` region prompts. ``sam2_frames="all"`` segments every
+        frame of the video while the LLM sees ``num_frames`` sampled ones. ``response`` teacher-forces an answer
+        (no generation) — its ``<|seg|>`` tokens still produce masks.
+        """
+        keep = [int(_split_frame(p, 2, "point")[1]) for p in points]
+        keep += [int(_split_frame(b, 4, "box")[1]) for b in boxes]
+        keep += [int(m[1]) for m in masks if isinstance(m, tuple)]
+        loaded = self.load(media, num_frames, keep)
+        sam2_media = None
+        if sam2_frames == "all" and not loaded.is_image:
+            sam2_media = load_media(media) if not isinstance(media, Media) else media
+        elif sam2_frames not in ("sampled", "all"):
+            raise ValueError(f"sam2_frames must be 'sampled' or 'all', got {sam2_frames!r}")
+        objs = self._object_prompts(loaded, points, boxes, masks)
+        text = self._with_ref_tokens(prompt, len(points) + len(boxes))
+        return self._run(
+            loaded, text, objs, response=response, assistant_prefix=assistant_prefix,
+            max_new_tokens=max_new_tokens, do_sample=do_sample, sam2_media=sam2_media, **gen_kwargs,
+        )
+
+    def predict_batch(self, requests: Sequence[Request | dict[str, Any]]) -> list[UniPixelResult]:
+        """Run many requests; media objects shared between requests are decoded once."""
+        cache: dict[int, Media] = {}
+        results = []
+        for r in requests:
+            req = r if isinstance(r, Request) else Request(**r)
+            key = id(req.media)
+            if key not in cache and not isinstance(req.media, (str, Path)):
+                cache[key] = self.load(req.media, req.options.get("num_frames"))
+            media = cache.get(key, req.media)
+            results.append(
+                self.predict(media, req.prompt, points=req.points, boxes=req.boxes, masks=req.masks, **req.options)
+            )
+        return results
+
+    def pixelqa(
+        self,
+        media: Any,
+        question: str,
+        options: Sequence[str],
+        *,
+        points: Sequence[PointSpec] = (),
+        boxes: Sequence[BoxSpec] = (),
+        num_frames: int | None = None,
+    ) -> UniPixelResult:
+        """PixelQA in one call (reference §8): objects referred to as ``[k]`` in ``question`` by a point or box
+        → step A segments them with ids (teacher-forced ``[k] <|seg|>``) → step B answers the multiple-choice
+        question from the predicted masks (``<|mem|>``). The result holds step B's answer and step A's objects;
+        ``result.media["choice"]`` is the parsed letter."""
+        from .eval.metrics import parse_choice
+
+        n = len(points) + len(boxes)
+        if n == 0:
+            raise ValueError("PixelQA needs at least one point or box prompt")
+        opts = "".join(f"\n({chr(65 + i)}) {o}" for i, o in enumerate(options))
+        keep = [int(_split_frame(p, 2, "point")[1]) for p in points]
+        keep += [int(_split_frame(b, 4, "box")[1]) for b in boxes]
+        loaded = self.load(media, num_frames, keep)
+        objs = self._object_prompts(loaded, points, boxes, ())
+        step_a_q = self._with_ref_tokens(question + opts, n) + ". " + PIXELQA_LOCALIZE
+        response = " ".join(f"[{k}] {SEG_TOKEN}" for k in range(n))
+        seg = self._run(loaded, step_a_q, objs, response=response)
+        masks = []
+        for obj in seg.objects[:n]:
+            arr = obj.masks.array()
+            masks.append(arr if arr.any() else np.ones_like(arr))  # reference: empty → all-ones
+        if len(masks) < n:
+            raise RuntimeError(f"step A produced {len(masks)} masks for {n} objects")
+        mem_objs = [ObjectPrompt(frame=0, mask=m) for m in masks]
+        answer = self._run(
+            loaded, question + opts + "\n" + MC_SUFFIX, mem_objs, assistant_prefix=MC_PREFIX, max_new_tokens=8
+        )
+        answer.objects = seg.objects
+        answer.media = {**answer.media, "choice": parse_choice(answer.text)}
+        return answer
+
+    def chat(self, media: Any, num_frames: int | None = None) -> ChatSession:
+        """A multi-turn session on one media; objects from earlier answers can be referred to as ``[id]``."""
+        return ChatSession(self, self.load(media, num_frames))
+
+
+class ChatSession:
+    """Multi-turn conversation about one media. Objects segmented in earlier turns are fed back as ``<|mem|>``
+    object memory (their masks), so later questions can refer to them by id."""
+
+    def __init__(self, api: UniPixel, media: Media) -> None:
+        self.api = api
+        self.media = media
+        self.history: list[tuple[str, str]] = []
+        self.objects: dict[int, MaskTrack] = {}
+
+    def ask(
+        self, prompt: str, *, points: Sequence[PointSpec] = (), boxes: Sequence[BoxSpec] = (), **kw: Any
+    ) -> UniPixelResult:
+        ids = sorted(self.objects)
+        mem = [ObjectPrompt(frame=0, mask=self.objects[i].array()) for i in ids]
+        refs = self.api._object_prompts(self.media, points, boxes, ())
+        text = self.api._with_ref_tokens(prompt, len(refs))
+        result = self.api._run(
+            self.media, text, refs + mem, history=self.history, mem_object_ids=ids or None, **kw
+        )
+        used = set(self.objects)
+        for obj in result.objects:
+            new_id = obj.id if obj.id not in used else max(used | {-1}) + 1
+            obj.id = new_id
+            used.add(new_id)
+            self.objects[new_id] = obj.masks
+        self.history.append((text, result.clean_text))
+        return result
+
+    def set_mask(self, obj_id: int, masks: Any) -> None:
+        """Replace (correct) an object's masks: a ``(T, H, W)`` bool track over the session's frames."""
+        arr = np.asarray(masks).astype(bool)
+        if arr.shape != (self.media.num_frames, *self.media.frame_size):
+            raise ValueError(
+                f"masks must be (T, H, W) = ({self.media.num_frames}, {self.media.frame_size[0]}, "
+                f"{self.media.frame_size[1]}), got {arr.shape}"
+            )
+        self.objects[obj_id] = MaskTrack.from_array(arr, self.media.frame_indices)
+
+
+def _to_device(kwargs: dict[str, Any], device: torch.device, dtype: torch.dtype) -> dict[str, Any]:
+    from .model.ref_prompt import RefPrompt
+
+    def move(v: Any) -> Any:
+        if isinstance(v, RefPrompt):
+            return RefPrompt(v.coords.to(device), v.labels.to(device), v.frame)
+        if isinstance(v, torch.Tensor):
+            return v.to(device=device, dtype=dtype) if v.is_floating_point() else v.to(device)
+        if isinstance(v, list):
+            return [move(x) for x in v]
+        return v
+
+    return {k: move(v) for k, v in kwargs.items()}

@@ -1,0 +1,225 @@
+"""The ``unipixel`` command line: predict, chat, synth, eval, train, demo, serve, parity.
+
+Every sub-command imports its heavy dependencies lazily so ``unipixel --help`` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+EXAMPLES = """examples:
+  unipixel predict examples/shapes.mp4 "Please segment the red square."
+  unipixel predict photo.jpg "What is [0] holding?" --point 120,88
+  unipixel predict clip.mp4 "Describe [0]." --box 10,20,200,180,12 --frames 16 --out outputs/clip
+  unipixel predict clip.mp4 "What is this region doing?" --mask region.png,5
+  unipixel chat examples/shapes.mp4
+  unipixel synth --seed 7 --split test --out data/synth-test
+  python -m unipixel.parity ../shared/golden
+"""
+
+
+def _floats(spec: str, n: int, what: str) -> list[float]:
+    try:
+        vals = [float(v) for v in spec.split(",")]
+    except ValueError:
+        raise SystemExit(f"error: --{what} {spec!r}: expected comma-separated numbers") from None
+    if len(vals) not in (n, n + 1):
+        shape = ",".join(["X", "Y"] if n == 2 else ["X1", "Y1", "X2", "Y2"])
+        raise SystemExit(f"error: --{what} {spec!r}: expected {shape}[,FRAME]")
+    return vals
+
+
+def _mask_arg(spec: str) -> tuple[Any, int]:
+    import numpy as np
+    from PIL import Image
+
+    path, _, frame = spec.partition(",")
+    if not Path(path).exists():
+        raise SystemExit(f"error: --mask file {path!r} does not exist")
+    arr = np.asarray(Image.open(path).convert("L")) > 0
+    try:
+        return arr, int(frame or 0)
+    except ValueError:
+        raise SystemExit(f"error: --mask {spec!r}: the frame after the comma must be an integer") from None
+
+
+def _load_api(args: argparse.Namespace) -> Any:
+    from .api import UniPixel
+
+    _log(args, f"loading model {args.model or '(built-in)'} ...")
+    kwargs: dict[str, Any] = {"num_frames": args.frames}
+    if args.device:
+        kwargs["device"] = args.device
+    try:
+        return UniPixel.from_pretrained(args.model, **kwargs)
+    except FileNotFoundError as err:
+        raise SystemExit(f"error: {err}") from None
+
+
+def _log(args: argparse.Namespace, msg: str) -> None:
+    if not getattr(args, "quiet", False):
+        print(msg, file=sys.stderr, flush=True)
+
+
+def _print_result(result: Any) -> None:
+    print(result.clean_text)
+    for obj in result.objects:
+        frames = [int(result.frame_indices[i]) for i in obj.masks.present()] if result.frame_indices else []
+        label = f" {obj.label!r}" if obj.label else ""
+        score = f" score {obj.mean_score:.2f}" if obj.mean_score is not None else ""
+        print(f"  [{obj.id}]{label}: mask on {len(frames)}/{len(obj.masks)} frames{score}")
+
+
+def _write_outputs(result: Any, media: Any, out: Path, args: argparse.Namespace) -> None:
+    from .writers import write_overlay, write_rle_json
+
+    out.mkdir(parents=True, exist_ok=True)
+    write_rle_json(out / "result.json", result)
+    frames = media.frames
+    rows = [list(map(int, media.frame_indices)).index(f) for f in result.frame_indices if f in set(map(int, media.frame_indices))]
+    overlay = out / ("overlay.png" if len(rows) <= 1 else "overlay.gif")
+    if rows:
+        write_overlay(overlay, frames[rows], result, fps=max(1.0, (media.fps or 4.0) / 2))
+        _log(args, f"wrote {out / 'result.json'} and {overlay}")
+    else:
+        _log(args, f"wrote {out / 'result.json'}")
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    api = _load_api(args)
+    points = [_floats(p, 2, "point") for p in args.point]
+    boxes = [_floats(b, 4, "box") for b in args.box]
+    masks = [_mask_arg(m) for m in args.mask]
+    t0 = time.perf_counter()
+    _log(args, f"reading {args.media} ...")
+    keep = [int(v[2]) for v in points if len(v) == 3] + [int(v[4]) for v in boxes if len(v) == 5]
+    keep += [f for _, f in masks]
+    try:
+        media = api.load(args.media, args.frames, keep)
+        _log(args, f"{media.num_frames} frames of {media.frame_size[1]}x{media.frame_size[0]} -> running the model ...")
+        result = api.predict(
+            media, args.prompt, points=points, boxes=boxes, masks=masks, max_new_tokens=args.max_new_tokens,
+            sam2_frames=args.sam2_frames,
+        )
+    except (ValueError, FileNotFoundError) as err:
+        raise SystemExit(f"error: {err}") from None
+    _print_result(result)
+    out = Path(args.out) if args.out else Path("outputs") / Path(str(args.media)).stem
+    _write_outputs(result, media, out, args)
+    _log(args, f"done in {time.perf_counter() - t0:.1f}s")
+    return 0
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    api = _load_api(args)
+    session = api.chat(args.media, args.frames)
+    print("Ask about the media; refer to earlier objects as [id]. Empty line or Ctrl-D to quit.", file=sys.stderr)
+    turn = 0
+    while True:
+        try:
+            line = input("you> ").strip()
+        except EOFError:
+            break
+        if not line:
+            break
+        try:
+            result = session.ask(line)
+        except ValueError as err:
+            print(f"error: {err}", file=sys.stderr)
+            continue
+        _print_result(result)
+        if args.out:
+            _write_outputs(result, session.media, Path(args.out) / f"turn{turn}", args)
+        turn += 1
+    return 0
+
+
+def cmd_parity(args: argparse.Namespace) -> int:
+    from .parity import main as parity_main
+
+    return parity_main([args.fixture_dir, *sum((["--case", c] for c in args.case or []), [])])
+
+
+def _delegate(module: str, argv: Sequence[str]) -> int:
+    import importlib
+
+    mod = importlib.import_module(module)
+    return int(mod.main(list(argv)) or 0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="unipixel",
+        description="UniPixel: pixel-level vision-language answers (text + object masks) for images and videos.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EXAMPLES,
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def model_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--model", help="checkpoint directory or hub id (default: the built-in model)")
+        p.add_argument("--frames", type=int, default=16, help="frames sampled for the language model (default 16)")
+        p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+        p.add_argument("--quiet", action="store_true", help="no progress messages on stderr")
+
+    p = sub.add_parser(
+        "predict", help="answer a prompt about an image/video and write masks", epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("media", help="image, video file or folder of frames")
+    p.add_argument("prompt", help="the question; refer to prompted objects as [0], [1], ...")
+    p.add_argument("--point", action="append", default=[], metavar="X,Y[,FRAME]", help="point prompt (repeatable)")
+    p.add_argument("--box", action="append", default=[], metavar="X1,Y1,X2,Y2[,FRAME]", help="box prompt (repeatable)")
+    p.add_argument("--mask", action="append", default=[], metavar="FILE[,FRAME]", help="mask image prompt (repeatable)")
+    p.add_argument("--out", help="output directory (default outputs/<media name>)")
+    p.add_argument("--max-new-tokens", type=int, default=256)
+    p.add_argument("--sam2-frames", choices=("sampled", "all"), default="sampled", help="frames that get masks")
+    model_args(p)
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("chat", help="multi-turn conversation about one image/video in the terminal")
+    p.add_argument("media")
+    p.add_argument("--out", help="write each turn's masks and overlay under this directory")
+    model_args(p)
+    p.set_defaults(func=cmd_chat)
+
+    p = sub.add_parser("parity", help="check a golden fixture set (same as python -m unipixel.parity)")
+    p.add_argument("fixture_dir")
+    p.add_argument("--case", action="append")
+    p.set_defaults(func=cmd_parity)
+
+    for name, module, text in (
+        ("synth", "unipixel.synth.cli", "generate the synthetic pixel world (a dataset split)"),
+        ("eval", "unipixel.eval.runner", "evaluate a model on a benchmark"),
+        ("train", "unipixel.train.cli", "train / fine-tune (the three-stage recipe, LoRA)"),
+        ("demo", "unipixel.demo", "start the web demo (Gradio)"),
+        ("serve", "unipixel.server", "start the HTTP server (FastAPI)"),
+    ):
+        p = sub.add_parser(name, help=text, add_help=False)
+        p.add_argument("rest", nargs=argparse.REMAINDER)
+        p.set_defaults(func=None, module=module)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    if args.func is None:
+        try:
+            return _delegate(args.module, args.rest)
+        except ModuleNotFoundError as err:
+            raise SystemExit(f"error: `unipixel {args.command}` is not available in this install ({err})") from None
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
