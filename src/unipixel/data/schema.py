@@ -10,7 +10,7 @@ A :class:`Sample` is plain data (JSON-serialisable through :meth:`Sample.to_dict
 * ``objects``: annotated objects with stable integer ids, per-frame masks (COCO RLE dicts, keyed by the index of
   the frame in the media's frame list), an optional visual prompt, and free-form attributes;
 * ``task`` / ``meta``: task name (see :data:`TASKS`) and dataset-specific extras (answer options, the correct
-  option, question type...).
+  option, question type...). ``meta["has_gt"] = False`` marks server-only splits whose objects have no masks.
 
 :func:`validate_sample` explains, in one message, everything wrong with a sample.
 """
@@ -144,7 +144,9 @@ def validate_sample(sample: Sample) -> None:
     with_masks = [o for o in sample.objects if o.masks]
     if sample.task in ("ref_seg", "reason_seg", "pixelqa") and n_seg == 0:
         problems.append(f"a {sample.task} sample needs at least one {SEG} in the conversation")
-    if n_seg and n_seg != len(with_masks):
+    # Server-only splits (e.g. MeViS valid) have no ground truth: objects exist but carry no masks.
+    has_gt = sample.meta.get("has_gt", True) is not False
+    if has_gt and n_seg and n_seg != len(with_masks):
         problems.append(f"{n_seg} {SEG} tokens but {len(with_masks)} objects with masks; one <|seg|> per object")
     if _count(all_text, MEM):
         problems.append(f"{MEM} must not be written in the data: the processor writes it from the object masks")

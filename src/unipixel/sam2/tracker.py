@@ -173,6 +173,10 @@ class TrackResult:
     frame_size: tuple[int, int]  # original (H, W)
     features: FrameFeatures
     frame_outputs: dict[int, FrameOutput] = field(default_factory=dict)
+    # What :func:`refine` needs to continue the session (SAM 2's inference state, minus the tensors above):
+    cond_frames: tuple[tuple[int, ...], ...] = ()  # per object, its conditioning frames (sorted)
+    prompt_frame: int | None = None  # the frame the ``<|seg|>`` hidden tokens prompt
+    hidden: Tensor | None = None  # (O, K, D) the ``<|seg|>`` hidden tokens
 
     def video_res(self, frames: slice | list[int] | None = None) -> Tensor:
         """Logits bilinearly resized to the original frame size, (O, T', H, W) for the selected frames."""
@@ -202,6 +206,37 @@ class TrackResult:
         return self.features.vision
 
 
+def _prompt_embeddings(
+    model: Sam2VideoModel,
+    pix_feat: Tensor,
+    hidden: Tensor | None,
+    points: Tensor | None = None,
+    labels: Tensor | None = None,
+    mask_inputs: Tensor | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Sparse and dense decoder prompts, laid out as UniPixel's vendored prompt encoder does.
+
+    Sparse: the click tokens (or one empty point when there are no clicks), SAM's padding "not-a-point"
+    token, then the ``<|seg|>`` hidden tokens if any. Dense: ``mask_inputs`` (previous low-res logits, for
+    refinement clicks) through the mask downscaler, else ``no_mask_embed``.
+    """
+    num_obj = pix_feat.shape[0]
+    device, dtype = pix_feat.device, pix_feat.dtype
+    if points is None:
+        # No points: one empty point (label -1) padded by another -> [not_a_point, not_a_point].
+        points = torch.zeros(num_obj, 1, 1, 2, device=device, dtype=dtype)
+        labels = -torch.ones(num_obj, 1, 1, device=device, dtype=torch.int32)
+    sparse, dense = model.prompt_encoder(
+        input_points=points,
+        input_labels=labels,
+        input_boxes=None,
+        input_masks=None if mask_inputs is None else mask_inputs.to(dtype),
+    )
+    if hidden is not None:
+        sparse = torch.cat([sparse, hidden.to(sparse.dtype).unsqueeze(1)], dim=2)
+    return sparse, dense
+
+
 def _decode(
     model: Sam2VideoModel,
     pix_feat: Tensor,
@@ -211,24 +246,26 @@ def _decode(
     image_pe: Tensor,
     fill_no_obj: bool,
     need_high_res_multimasks: bool,
+    points: Tensor | None = None,
+    labels: Tensor | None = None,
+    mask_inputs: Tensor | None = None,
+    multimask: bool = True,
 ) -> FrameOutput:
-    """SAM heads on one frame for all objects (Meta's ``_forward_sam_heads`` with multimask output)."""
+    """SAM heads on one frame for all objects (Meta's ``_forward_sam_heads``).
+
+    Without ``points`` this is UniPixel's prompt (hidden tokens or nothing) with three masks; correction
+    clicks pass ``points`` (O, 1, n, 2) / ``labels`` (O, 1, n), optionally the previous ``mask_inputs``
+    (O, 1, h, w), and ``multimask`` from :func:`_use_multimask`.
+    """
     num_obj = pix_feat.shape[0]
-    device, dtype = pix_feat.device, pix_feat.dtype
-    # No points: one empty point (label -1) padded by another -> [not_a_point, not_a_point].
-    points = torch.zeros(num_obj, 1, 1, 2, device=device, dtype=dtype)
-    labels = -torch.ones(num_obj, 1, 1, device=device, dtype=torch.int32)
-    sparse, dense = model.prompt_encoder(
-        input_points=points, input_labels=labels, input_boxes=None, input_masks=None
-    )
-    if hidden is not None:
-        sparse = torch.cat([sparse, hidden.to(sparse.dtype).unsqueeze(1)], dim=2)
+    device = pix_feat.device
+    sparse, dense = _prompt_embeddings(model, pix_feat, hidden, points, labels, mask_inputs)
     multimasks, ious, tokens, obj_logits = model.mask_decoder(
         image_embeddings=pix_feat,
         image_positional_embeddings=image_pe.expand(num_obj, -1, -1, -1),
         sparse_prompt_embeddings=sparse,
         dense_prompt_embeddings=dense,
-        multimask_output=True,
+        multimask_output=multimask,
         high_resolution_features=[feat_s0.expand(num_obj, -1, -1, -1), feat_s1.expand(num_obj, -1, -1, -1)],
     )
     multimasks, ious, tokens, obj_logits = multimasks[:, 0], ious[:, 0], tokens[:, 0], obj_logits[:, 0]
@@ -465,7 +502,8 @@ def track(
     ``hidden`` is (O, K, D): K prompt tokens per object. The objects are prompted on ``cond_frame`` (0 in the
     reference), tracked forward to the last frame and then, if ``backward`` and ``cond_frame > 0``, backward
     to frame 0 (SAM 2's reverse propagation, which also sees the forward-tracked memories). ``frame_size`` is
-    the original (H, W) the final logits are resized to.
+    the original (H, W) the final logits are resized to. The result can be corrected with clicks/boxes by
+    :func:`refine`.
     """
     hidden = _check_hidden(model, hidden)
     num_obj = hidden.shape[0]
@@ -473,29 +511,67 @@ def track(
     if not 0 <= cond_frame < num_frames:
         raise ValueError(f"cond_frame {cond_frame} outside [0, {num_frames})")
     image_pe = model.get_image_wide_positional_embeddings().to(features.vision_pos.dtype)
-    size = model.config.image_size
 
     # 1. prompt frame (add_new_hidden_state): no memory, hidden tokens in the prompt, NO_OBJ fill
     s0, s1, vision = features.get(cond_frame)
     pix = vision + model.no_memory_embedding.reshape(1, -1, 1, 1)
     out = _decode(model, pix.expand(num_obj, -1, -1, -1), s0, s1, hidden, image_pe, True, False)
     # 2. memory of the prompt frame from its stored low-res logits (propagate_in_video_preflight)
+    _add_cond_memory(model, vision, out)
+    cond: dict[int, FrameOutput] = {cond_frame: out}
+
+    # 3. propagation
+    non_cond = _propagate(model, features, image_pe, num_obj, cond, backward, keep_frame_outputs)
+
+    all_out = {**non_cond, **cond}
+    result = _collect(all_out, frame_size, features)
+    result.cond_frames = tuple((cond_frame,) for _ in range(num_obj))
+    result.prompt_frame = cond_frame
+    result.hidden = hidden
+    if keep_frame_outputs:
+        result.frame_outputs = all_out
+    return result
+
+
+def _add_cond_memory(model: Sam2VideoModel, vision: Tensor, out: FrameOutput) -> None:
+    """Memory of a conditioning frame from its stored low-res logits upsampled to the model resolution.
+
+    That is what SAM 2's ``propagate_in_video_preflight`` encodes (not the decoder's high-res logits), so a
+    conditioning frame's memory only depends on what the user sees for that frame.
+    """
+    size = model.config.image_size
     high_res = F.interpolate(
         out.low_res_masks.float(), size=(size, size), mode="bilinear", align_corners=False
     )
     out.maskmem_features, out.maskmem_pos_enc = _encode_memory(
         model, vision, high_res.to(out.low_res_masks.dtype), out.object_score_logits
     )
-    cond: dict[int, FrameOutput] = {cond_frame: out}
-    non_cond: dict[int, FrameOutput] = {}
 
-    # 3. propagation
+
+def _propagate(
+    model: Sam2VideoModel,
+    features: FrameFeatures,
+    image_pe: Tensor,
+    num_obj: int,
+    cond: dict[int, FrameOutput],
+    backward: bool,
+    keep_frame_outputs: bool,
+) -> dict[int, FrameOutput]:
+    """Track every non-conditioning frame from the conditioning frames' memories (``propagate_in_video``).
+
+    As SAM 2: forward from the earliest conditioning frame to the last frame, then (if ``backward``) in
+    reverse from the frame before it down to frame 0; conditioning frames (which must carry their memory)
+    are read, never recomputed, and every tracked frame attends to all of them. Returns the tracked frames.
+    """
+    num_frames = features.num_frames
+    first = min(cond)
+    non_cond: dict[int, FrameOutput] = {}
     # Frames a later step can still read: the last num_maskmem-1 tracked frames (memories) and, for the
-    # backward pass, the frames just after the prompt frame. Older memories are released (long videos).
-    keep_after_cond = cond_frame + model.num_maskmem - 1 if backward and cond_frame > 0 else cond_frame
-    orders = [(list(range(cond_frame + 1, num_frames)), False)]
-    if backward and cond_frame > 0:
-        orders.append((list(range(cond_frame - 1, -1, -1)), True))
+    # backward pass, the frames just after the first prompt frame. Older memories are released (long videos).
+    keep_after_cond = first + model.num_maskmem - 1 if backward and first > 0 else first
+    orders = [([t for t in range(first + 1, num_frames) if t not in cond], False)]
+    if backward and first > 0:
+        orders.append((list(range(first - 1, -1, -1)), True))
     for order, reverse in orders:
         for t in order:
             s0, s1, vision = features.get(t)
@@ -520,19 +596,21 @@ def track(
             stale = t + model.num_maskmem - 1 if reverse else t - (model.num_maskmem - 1)
             if not keep_frame_outputs and stale in non_cond and (reverse or stale > keep_after_cond):
                 non_cond[stale].maskmem_features = non_cond[stale].maskmem_pos_enc = None
+    return non_cond
 
-    all_out = {**non_cond, **cond}
+
+def _collect(
+    all_out: dict[int, FrameOutput], frame_size: tuple[int, int], features: FrameFeatures
+) -> TrackResult:
+    """Stack per-frame outputs (objects first, frames in increasing order) into a :class:`TrackResult`."""
     visited = sorted(all_out)
-    result = TrackResult(
+    return TrackResult(
         low_res_logits=torch.cat([all_out[t].low_res_masks for t in visited], dim=1),  # (O, T, h, w)
         object_score_logits=torch.cat([all_out[t].object_score_logits for t in visited], dim=1),
         obj_ptr=torch.stack([all_out[t].obj_ptr for t in visited], dim=1),
         frame_size=(int(frame_size[0]), int(frame_size[1])),
         features=features,
     )
-    if keep_frame_outputs:
-        result.frame_outputs = all_out
-    return result
 
 
 def _slim(out: FrameOutput) -> FrameOutput:

@@ -44,6 +44,7 @@ from .videorefer import (
     MEM_TEMPLATES,
     ReaderFormatError,
     check_no_special_tokens,
+    dense_masks,
     entry_rng,
     iter_entries,
     load_json_list,
@@ -82,12 +83,19 @@ def _mask_of(v: Any, where: str) -> dict[str, Any] | None:
 
 
 @register_reader(
-    "inst_it_image_short_caption_raw_ref", splits=("train",),
+    "inst_it_image_short_caption_raw_ref",
+    splits=("train",),
     description="Inst-IT images: short caption of an instance referred by a point/box <|ref|>",
 )
 def read_inst_it_image_short_caption_ref(
-    root: Path, split: str, *, ann_file: str = "inst_it_dataset_image_51k_w_mask.json",
-    image_dir: str | None = None, seed: int = 0, prompt_type: str = "mix", on_error: str = "raise",
+    root: Path,
+    split: str,
+    *,
+    ann_file: str = "inst_it_dataset_image_51k_w_mask.json",
+    image_dir: str | None = None,
+    seed: int = 0,
+    prompt_type: str = "mix",
+    on_error: str = "raise",
     check_media: bool = False,
 ) -> Iterator[Sample]:
     """One region-caption sample per (image, instance); ``prompt_type`` 'point' | 'box' | 'mix' (seeded)."""
@@ -123,14 +131,16 @@ def read_inst_it_image_short_caption_ref(
             kind = prompt_type if prompt_type != "mix" else ("point" if rng.random() < 0.5 else "box")
             prompt = sample_prompt(rle, kind, rng, 0)
             question = IMAGE_CAPTION_PROMPTS[int(rng.integers(len(IMAGE_CAPTION_PROMPTS)))]
-            out.append(Sample(
-                id=f"inst_it_image_short_caption_raw_ref/{image_id}/{k}",
-                task="region_caption",
-                media=MediaRef(path=path, is_image=True),
-                conversation=[Turn("user", question), Turn("assistant", short.strip())],
-                objects=[ObjectAnnotation(id=_oid(k, where), masks={0: rle}, prompt=prompt)],
-                meta={"dataset": "inst_it_image_short_caption_raw_ref", "source_id": image_id},
-            ))
+            out.append(
+                Sample(
+                    id=f"inst_it_image_short_caption_raw_ref/{image_id}/{k}",
+                    task="region_caption",
+                    media=MediaRef(path=path, is_image=True),
+                    conversation=[Turn("user", question), Turn("assistant", short.strip())],
+                    objects=[ObjectAnnotation(id=_oid(k, where), masks={0: rle}, prompt=prompt)],
+                    meta={"dataset": "inst_it_image_short_caption_raw_ref", "source_id": image_id},
+                )
+            )
         return out
 
     return iter_entries(entries, convert_image, on_error, "inst_it_image_short_caption_raw_ref")
@@ -144,12 +154,16 @@ def _video_frames(
         raise ReaderFormatError(f"{where}: missing field 'video_path' or 'segmentations'")
     segs = e["segmentations"]
     if not isinstance(segs, dict) or not segs:
-        raise ReaderFormatError(f"{where}: 'segmentations' must be a non-empty {{frame: {{oid: {{mask}}}}}} object")
+        raise ReaderFormatError(
+            f"{where}: 'segmentations' must be a non-empty {{frame: {{oid: {{mask}}}}}} object"
+        )
     folder = media_path(vdir, e["video_path"], where, check_media)
     keys = [str(k) for k in segs]
     named = all(k.lower().endswith(_IMG_EXT) for k in keys)
     if not named and not all(k.lstrip("-").isdigit() for k in keys):
-        raise ReaderFormatError(f"{where}: frame keys must all be frame file names or all integers, got {keys[:5]}")
+        raise ReaderFormatError(
+            f"{where}: frame keys must all be frame file names or all integers, got {keys[:5]}"
+        )
     keys.sort(key=_natural_key if named else int)
     masks: dict[str, dict[int, dict[str, Any]]] = {}
     for k in keys:
@@ -177,8 +191,14 @@ def _qa_pairs(e: dict[str, Any], where: str) -> list[tuple[str, str]]:
         raise ReaderFormatError(f"{where}: 'question_answer_pairs' must be a list")
     out = []
     for j, p in enumerate(pairs):
-        if not isinstance(p, dict) or not isinstance(p.get("question"), str) or not isinstance(p.get("answer"), str):
-            raise ReaderFormatError(f"{where}: question_answer_pairs[{j}] needs string 'question' and 'answer'")
+        if (
+            not isinstance(p, dict)
+            or not isinstance(p.get("question"), str)
+            or not isinstance(p.get("answer"), str)
+        ):
+            raise ReaderFormatError(
+                f"{where}: question_answer_pairs[{j}] needs string 'question' and 'answer'"
+            )
         check_no_special_tokens([p["question"], p["answer"]], where)
         out.append((p["question"].strip(), p["answer"].strip()))
     return out
@@ -195,8 +215,18 @@ def _mentions(text: str) -> list[int]:
 
 
 def _read_video(
-    root: Path, mode: str, ann_file: str, video_dir: str | None, seed: int, on_error: str, check_media: bool,
-    frame_key_base: int, max_frames: int, max_objects: int, single_frame_prob: float, prompt_type: str,
+    root: Path,
+    mode: str,
+    ann_file: str,
+    video_dir: str | None,
+    seed: int,
+    on_error: str,
+    check_media: bool,
+    frame_key_base: int,
+    max_frames: int,
+    max_objects: int,
+    single_frame_prob: float,
+    prompt_type: str,
 ) -> Iterator[Sample]:
     ann_path = root / ann_file
     entries = load_json_list(ann_path, "Inst-IT video annotation file")
@@ -219,21 +249,34 @@ def _read_video(
             rng = entry_rng(seed, name, vid, j)
             mentioned = _mentions(f"{q}\n{a}")
             ids = sorted(mentioned) if mode == "mem" else mentioned
-            per_obj = {n: {p: frame_masks[k][n] for p, k in enumerate(keys) if n in frame_masks[k]} for n in ids}
-            if not ids or len(ids) > max_objects or any(
-                not any(rle_area(r) for r in per_obj[n].values()) for n in ids
+            per_obj = {
+                n: {p: frame_masks[k][n] for p, k in enumerate(keys) if n in frame_masks[k]} for n in ids
+            }
+            if (
+                not ids
+                or len(ids) > max_objects
+                or any(not any(rle_area(r) for r in per_obj[n].values()) for n in ids)
             ):
                 continue  # nothing to point at, too many objects, or a mentioned object without a mask
             if mode == "mem":
-                both = [p for p in range(len(keys)) if all(p in per_obj[n] and rle_area(per_obj[n][p]) for n in ids)]
+                both = [
+                    p
+                    for p in range(len(keys))
+                    if all(p in per_obj[n] and rle_area(per_obj[n][p]) for n in ids)
+                ]
                 single = bool(both) and rng.random() < single_frame_prob
                 if single:
                     keep = both[int(rng.integers(len(both)))]
                     per_obj = {n: {keep: per_obj[n][keep]} for n in ids}
+                per_obj = {
+                    n: dense_masks(per_obj[n], {p: p for p in range(len(keys))}, len(keys)) for n in ids
+                }
                 objects = []
                 for n in ids:
                     first = next(p for p in sorted(per_obj[n]) if rle_area(per_obj[n][p]))
-                    objects.append(ObjectAnnotation(id=n, masks=per_obj[n], prompt=VisualPrompt("mask", frame=first)))
+                    objects.append(
+                        ObjectAnnotation(id=n, masks=per_obj[n], prompt=VisualPrompt("mask", frame=first))
+                    )
                 conv = [Turn("user", q), Turn("assistant", a)]
                 task, extra = "region_qa", {"single_frame_masks": single}
             else:
@@ -252,44 +295,98 @@ def _read_video(
                 objects = []
                 for n in ids:
                     kind = prompt_type if prompt_type != "mix" else ("point" if rng.random() < 0.5 else "box")
+                    per_obj[n] = dense_masks(per_obj[n], {p: p for p in range(len(keys))}, len(keys))
                     usable = [p for p in sorted(per_obj[n]) if rle_area(per_obj[n][p])]
                     p = usable[int(rng.integers(len(usable)))]
-                    objects.append(ObjectAnnotation(id=n, masks=per_obj[n], prompt=sample_prompt(per_obj[n][p], kind, rng, p)))
+                    objects.append(
+                        ObjectAnnotation(
+                            id=n, masks=per_obj[n], prompt=sample_prompt(per_obj[n][p], kind, rng, p)
+                        )
+                    )
                 conv = [Turn("user", text), Turn("assistant", " ".join(f"[{n}] {SEG}" for n in ids))]
                 task, extra = "pixelqa", {}
-            out.append(Sample(
-                id=f"{name}/{vid}/{j}", task=task, media=media, conversation=conv, objects=objects,
-                meta={"dataset": name, "source_id": vid, "qa_index": j, **extra},
-            ))
+            out.append(
+                Sample(
+                    id=f"{name}/{vid}/{j}",
+                    task=task,
+                    media=media,
+                    conversation=conv,
+                    objects=objects,
+                    meta={"dataset": name, "source_id": vid, "qa_index": j, **extra},
+                )
+            )
         return out
 
     return iter_entries(entries, convert, on_error, name)
 
 
 @register_reader(
-    "inst_it_video_qa_raw", splits=("train",),
+    "inst_it_video_qa_raw",
+    splits=("train",),
     description="Inst-IT video region QA ([N] / <t> notation) with <|mem|> masks",
 )
 def read_inst_it_video_qa(
-    root: Path, split: str, *, ann_file: str = "inst_it_dataset_video_21k_w_mask.json",
-    video_dir: str | None = None, seed: int = 0, on_error: str = "raise", check_media: bool = False,
-    frame_key_base: int = 0, max_frames: int = 10, max_objects: int = 5, single_frame_prob: float = 0.5,
+    root: Path,
+    split: str,
+    *,
+    ann_file: str = "inst_it_dataset_video_21k_w_mask.json",
+    video_dir: str | None = None,
+    seed: int = 0,
+    on_error: str = "raise",
+    check_media: bool = False,
+    frame_key_base: int = 0,
+    max_frames: int = 10,
+    max_objects: int = 5,
+    single_frame_prob: float = 0.5,
 ) -> Iterator[Sample]:
     """One region-QA sample per QA pair (objects sorted by id; seeded single-frame masks, see module doc)."""
-    return _read_video(root, "mem", ann_file, video_dir, seed, on_error, check_media, frame_key_base,
-                       max_frames, max_objects, single_frame_prob, "mix")
+    return _read_video(
+        root,
+        "mem",
+        ann_file,
+        video_dir,
+        seed,
+        on_error,
+        check_media,
+        frame_key_base,
+        max_frames,
+        max_objects,
+        single_frame_prob,
+        "mix",
+    )
 
 
 @register_reader(
-    "inst_it_video_qa_raw_mem", splits=("train",),
+    "inst_it_video_qa_raw_mem",
+    splits=("train",),
     description="Inst-IT video QA as memory segmentation: point/box <|ref|> in, '[N] <|seg|>' out",
 )
 def read_inst_it_video_qa_mem(
-    root: Path, split: str, *, ann_file: str = "inst_it_dataset_video_21k_w_mask.json",
-    video_dir: str | None = None, seed: int = 0, on_error: str = "raise", check_media: bool = False,
-    frame_key_base: int = 0, max_frames: int = 8, max_objects: int = 5, prompt_type: str = "mix",
+    root: Path,
+    split: str,
+    *,
+    ann_file: str = "inst_it_dataset_video_21k_w_mask.json",
+    video_dir: str | None = None,
+    seed: int = 0,
+    on_error: str = "raise",
+    check_media: bool = False,
+    frame_key_base: int = 0,
+    max_frames: int = 8,
+    max_objects: int = 5,
+    prompt_type: str = "mix",
 ) -> Iterator[Sample]:
     """One PixelQA-style sample per QA pair; objects in first-mention order (fixes §10.11)."""
-    return _read_video(root, "memseg", ann_file, video_dir, seed, on_error, check_media, frame_key_base,
-                       max_frames, max_objects, 0.0, prompt_type)
-
+    return _read_video(
+        root,
+        "memseg",
+        ann_file,
+        video_dir,
+        seed,
+        on_error,
+        check_media,
+        frame_key_base,
+        max_frames,
+        max_objects,
+        0.0,
+        prompt_type,
+    )

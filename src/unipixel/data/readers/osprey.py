@@ -65,7 +65,9 @@ def _regions(e: dict[str, Any], where: str) -> list[dict[str, Any]]:
             raise ReaderFormatError(f"{where}: annotation[{j}] has no 'segmentation'")
         rle = to_rle(a["segmentation"], h, w, where=f"{where} annotation[{j}]")
         if tuple(rle["size"]) != (h, w):
-            raise ReaderFormatError(f"{where}: annotation[{j}] mask size {rle['size']} != image size {[h, w]}")
+            raise ReaderFormatError(
+                f"{where}: annotation[{j}] mask size {rle['size']} != image size {[h, w]}"
+            )
         out.append(rle)
     return out
 
@@ -84,7 +86,10 @@ def _objects(rles: list[dict[str, Any]], where: str) -> list[ObjectAnnotation]:
     for j, r in enumerate(rles):
         if rle_area(r) == 0:
             raise ReaderFormatError(f"{where}: region {j + 1} has an empty mask")
-    return [ObjectAnnotation(id=j + 1, masks={0: r}, prompt=VisualPrompt("mask", frame=0)) for j, r in enumerate(rles)]
+    return [
+        ObjectAnnotation(id=j + 1, masks={0: r}, prompt=VisualPrompt("mask", frame=0))
+        for j, r in enumerate(rles)
+    ]
 
 
 def _read(
@@ -101,13 +106,21 @@ def _read(
         rles = _regions(e, where)
         if name == "osprey_detail_description":
             desc = e.get("description")
-            if not isinstance(desc, list) or len(desc) != len(rles) or not all(isinstance(d, str) for d in desc):
-                raise ReaderFormatError(f"{where}: 'description' must hold one string per region ({len(rles)})")
+            if (
+                not isinstance(desc, list)
+                or len(desc) != len(rles)
+                or not all(isinstance(d, str) for d in desc)
+            ):
+                raise ReaderFormatError(
+                    f"{where}: 'description' must hold one string per region ({len(rles)})"
+                )
             check_no_special_tokens(desc, where)
             conv = []
             for j, d in enumerate(desc):
-                conv += [Turn("user", DETAIL_PROMPT.format(f"[{j + 1}]")),
-                         Turn("assistant", _tags_to_ids(_DESC_HEAD.sub("", d).strip(), len(rles), where))]
+                conv += [
+                    Turn("user", DETAIL_PROMPT.format(f"[{j + 1}]")),
+                    Turn("assistant", _tags_to_ids(_DESC_HEAD.sub("", d).strip(), len(rles), where)),
+                ]
             task = "region_caption"
         else:
             if not e.get("conversations"):
@@ -133,17 +146,29 @@ def _read(
 
 @register_reader("osprey_conversation", splits=("train",), description="Osprey-724K region conversations")
 def read_osprey_conversation(
-    root: Path, split: str, *, ann_file: str = "osprey_conversation.json", image_dir: str | None = None,
-    on_error: str = "raise", check_media: bool = False,
+    root: Path,
+    split: str,
+    *,
+    ann_file: str = "osprey_conversation.json",
+    image_dir: str | None = None,
+    on_error: str = "raise",
+    check_media: bool = False,
 ) -> Iterator[Sample]:
     """Multi-turn region chat on COCO images; ``<regionN>`` -> ``[N]``."""
     return _read(root, "osprey_conversation", ann_file, image_dir, on_error, check_media, clean=True)
 
 
-@register_reader("osprey_pos_neg", splits=("train",), description="Osprey-724K LVIS positive/negative region QA")
+@register_reader(
+    "osprey_pos_neg", splits=("train",), description="Osprey-724K LVIS positive/negative region QA"
+)
 def read_osprey_pos_neg(
-    root: Path, split: str, *, ann_file: str = "osprey_lvis_positive_negative.json", image_dir: str | None = None,
-    on_error: str = "raise", check_media: bool = False,
+    root: Path,
+    split: str,
+    *,
+    ann_file: str = "osprey_lvis_positive_negative.json",
+    image_dir: str | None = None,
+    on_error: str = "raise",
+    check_media: bool = False,
 ) -> Iterator[Sample]:
     """Yes/no region questions on LVIS images; ``<regionN>`` -> ``[N]``; file names used as given."""
     return _read(root, "osprey_pos_neg", ann_file, image_dir, on_error, check_media, clean=False)
@@ -153,8 +178,13 @@ def read_osprey_pos_neg(
     "osprey_detail_description", splits=("train",), description="Osprey-724K detailed region descriptions"
 )
 def read_osprey_detail_description(
-    root: Path, split: str, *, ann_file: str = "osprey_detail_description.json", image_dir: str | None = None,
-    on_error: str = "raise", check_media: bool = False,
+    root: Path,
+    split: str,
+    *,
+    ann_file: str = "osprey_detail_description.json",
+    image_dir: str | None = None,
+    on_error: str = "raise",
+    check_media: bool = False,
 ) -> Iterator[Sample]:
     """One question/description turn per region, in region order."""
     return _read(root, "osprey_detail_description", ann_file, image_dir, on_error, check_media, clean=True)

@@ -39,6 +39,7 @@ from ..schema import REF, SEG, MediaRef, ObjectAnnotation, Sample, Turn
 from .videorefer import (
     BENCH_Q_PREFIX,
     ReaderFormatError,
+    dense_masks,
     entry_rng,
     iter_entries,
     load_json_list,
@@ -64,12 +65,19 @@ def _question(e: dict[str, Any], where: str) -> str:
 
 
 @register_reader(
-    "pixelqa", splits=("test",),
+    "pixelqa",
+    splits=("test",),
     description="PixelQA on VideoRefer-Bench-Q: point/box-referred objects -> '[K] <|seg|>' -> multiple choice",
 )
 def read_pixelqa(
-    root: Path, split: str, *, prompt_type: str = "point", seed: int = 0,
-    ann_file: str = "VideoRefer-Bench-Q.json", video_dir: str | None = None, check_media: bool = False,
+    root: Path,
+    split: str,
+    *,
+    prompt_type: str = "point",
+    seed: int = 0,
+    ann_file: str = "VideoRefer-Bench-Q.json",
+    video_dir: str | None = None,
+    check_media: bool = False,
 ) -> Iterator[Sample]:
     """PixelQA samples; ``prompt_type`` is 'point', 'box' or 'mix' (seeded by ``seed``, see module doc)."""
     if prompt_type not in PROMPT_TYPES:
@@ -79,10 +87,14 @@ def read_pixelqa(
     vdir = Path(video_dir) if video_dir else root / "videos"
 
     def convert(i: int, e: Any) -> Sample:
-        eid, prompt_t, frame_idx, pos, masks, where = parse_bench_entry(e, i, ann_path.name, single_frame=False)
+        eid, prompt_t, frame_idx, pos, masks, where = parse_bench_entry(
+            e, i, ann_path.name, single_frame=False
+        )
         question = _question(e, where)
         options, letter = normalise_options(e.get("options"), e.get("Answer"), where)
-        [mem_q], order = rewrite_region_tags([question], lambda oid, first: f"[{oid}] {REF}" if first else f"[{oid}]")
+        [mem_q], order = rewrite_region_tags(
+            [question], lambda oid, first: f"[{oid}] {REF}" if first else f"[{oid}]"
+        )
         [plain_q], _ = rewrite_region_tags([question], lambda oid, first: f"[{oid}]")
         if len(order) != len(masks):
             raise ReaderFormatError(f"{where}: {len(order)} objects mentioned but {len(masks)} annotated")
@@ -91,15 +103,22 @@ def read_pixelqa(
         for oid, m in zip(order, masks, strict=True):
             rle = m[prompt_t]
             if rle_area(rle) == 0:
-                raise ReaderFormatError(f"{where}: object [{oid}] has an empty mask on the prompt frame {prompt_t}")
+                raise ReaderFormatError(
+                    f"{where}: object [{oid}] has an empty mask on the prompt frame {prompt_t}"
+                )
             kind = prompt_type if prompt_type != "mix" else ("point" if rng.random() < 0.5 else "box")
             if kind == "point":
                 prompt, source = mask_center_prompt(rle, pos[prompt_t]), "mask_center"
             else:
                 prompt, source = mask_box_prompt(rle, pos[prompt_t]), "mask_tight_box"
-            objects.append(ObjectAnnotation(
-                id=oid, masks={pos[t]: r for t, r in m.items()}, prompt=prompt, attributes={"prompt_source": source}
-            ))
+            objects.append(
+                ObjectAnnotation(
+                    id=oid,
+                    masks=dense_masks(m, pos, len(frame_idx)),
+                    prompt=prompt,
+                    attributes={"prompt_source": source},
+                )
+            )
         step_a = f"{mem_q}{STEP_A_SUFFIX}"
         response = " ".join(f"[{o.id}] {SEG}" for o in objects)
         return Sample(
@@ -109,10 +128,17 @@ def read_pixelqa(
             conversation=[Turn("user", step_a), Turn("assistant", response)],
             objects=objects,
             meta={
-                "dataset": "pixelqa", "prompt_type": prompt_type, "seed": seed,
-                "step_a_prompt": step_a, "step_a_response": response,
-                "step_b_question": mcq_prompt(plain_q, options), "assistant_prefix": BENCH_Q_PREFIX,
-                "options": options, "answer": letter, "type": e.get("type"), "prompt_frame_index": prompt_t,
+                "dataset": "pixelqa",
+                "prompt_type": prompt_type,
+                "seed": seed,
+                "step_a_prompt": step_a,
+                "step_a_response": response,
+                "step_b_question": mcq_prompt(plain_q, options),
+                "assistant_prefix": BENCH_Q_PREFIX,
+                "options": options,
+                "answer": letter,
+                "type": e.get("type"),
+                "prompt_frame_index": prompt_t,
                 "source_id": eid,
             },
         )

@@ -59,7 +59,9 @@ SEG_RESPONSES = (
 def _video_ann(root: Path, vid: str, combined: dict[str, Any] | None) -> tuple[dict[str, Any], str]:
     if combined is not None:
         if vid not in combined:
-            raise ReaderFormatError(f"video {vid} is listed in the split but missing from the annotation file")
+            raise ReaderFormatError(
+                f"video {vid} is listed in the split but missing from the annotation file"
+            )
         return combined[vid], f"annotation of video {vid}"
     path = root / "annotations" / "v1.0" / f"{vid}.json"
     ann = load_json(path, f"ViCaS annotation of video {vid}")
@@ -89,8 +91,13 @@ def _frame_masks(
     "vicas", splits=("train", "val", "test"), description="ViCaS caption-grounded referral video segmentation"
 )
 def read_vicas(
-    root: Path, split: str, *, seed: int = 0, include_non_gt: bool = False,
-    ann_file: str = "annotations_wo_masks_v1.0.json", on_error: str = "raise",
+    root: Path,
+    split: str,
+    *,
+    seed: int = 0,
+    include_non_gt: bool = False,
+    ann_file: str = "annotations_wo_masks_v1.0.json",
+    on_error: str = "raise",
 ) -> Iterator[Sample]:
     """One sample per (video, object referral); see the module docstring for layout and templates."""
     split_path = root / "splits" / "v1.0" / f"{split}.json"
@@ -105,7 +112,9 @@ def read_vicas(
         elif isinstance(data, dict):
             combined = {str(k): v for k, v in data.items()}
         else:
-            raise ReaderFormatError(f"{root / ann_file} must hold a list or a {{video_id: annotation}} object")
+            raise ReaderFormatError(
+                f"{root / ann_file} must hold a list or a {{video_id: annotation}} object"
+            )
     train = split == "train"
 
     def video_samples(vid: str) -> list[Sample]:
@@ -113,13 +122,19 @@ def read_vicas(
         refs, segs = ann.get("object_referrals"), ann.get("segmentations")
         if not isinstance(refs, list) or not isinstance(segs, list):
             raise ReaderFormatError(f"{where}: needs 'object_referrals' and 'segmentations' lists")
-        frames = [i for i, s in enumerate(segs) if include_non_gt or not (isinstance(s, dict) and s.get("is_gt") is False)]
+        frames = [
+            i
+            for i, s in enumerate(segs)
+            if include_non_gt or not (isinstance(s, dict) and s.get("is_gt") is False)
+        ]
         per_frame = {i: _frame_masks(root, vid, segs[i], i, where) for i in frames}
         out = []
         for r, ref in enumerate(refs):
             w = f"{where} object_referrals[{r}]"
-            if not isinstance(ref, dict) or not isinstance(ref.get("prompt"), str) or not isinstance(
-                ref.get("track_ids"), list
+            if (
+                not isinstance(ref, dict)
+                or not isinstance(ref.get("prompt"), str)
+                or not isinstance(ref.get("track_ids"), list)
             ):
                 raise ReaderFormatError(f"{w}: needs a string 'prompt' and a 'track_ids' list")
             check_no_special_tokens([ref["prompt"]], w)
@@ -144,14 +159,16 @@ def read_vicas(
                 a = SEG_RESPONSES[int(rng.integers(len(SEG_RESPONSES)))]
             else:
                 q, a = SENTENCE_TEMPLATES[0].format(query), SEG_RESPONSES[0]
-            out.append(Sample(
-                id=f"vicas/{split}/{vid}/{r}",
-                task="ref_seg",
-                media=MediaRef(path=str(root / "video_frames" / vid), frame_indices=frames),
-                conversation=[Turn("user", q), Turn("assistant", a)],
-                objects=[ObjectAnnotation(id=0, masks=masks, attributes={"track_ids": sorted(want)})],
-                meta={"dataset": "vicas", "video_id": vid, "referral_index": r, "query": query},
-            ))
+            out.append(
+                Sample(
+                    id=f"vicas/{split}/{vid}/{r}",
+                    task="ref_seg",
+                    media=MediaRef(path=str(root / "video_frames" / vid), frame_indices=frames),
+                    conversation=[Turn("user", q), Turn("assistant", a)],
+                    objects=[ObjectAnnotation(id=0, masks=masks, attributes={"track_ids": sorted(want)})],
+                    meta={"dataset": "vicas", "video_id": vid, "referral_index": r, "query": query},
+                )
+            )
         return out
 
     return iter_entries(ids, lambda i, vid: video_samples(str(vid)), on_error, f"vicas {split}")

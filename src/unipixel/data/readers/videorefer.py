@@ -17,8 +17,9 @@ Reference behaviour (design doc §4.3-§4.5, §5, §7.4):
 
 Frames: ``MediaRef.frame_indices`` lists the annotated original frame indices (sorted); masks and prompt
 frames are keyed by the *position* in that list.  The reference samples its 8 (training) / 16 (evaluation)
-frames among exactly those annotated frames, so a sampler downstream only has to choose positions.  Entries
-with a single annotated frame get ``meta["single_frame_mode"] = True``: the reference then samples frames
+frames among exactly those annotated frames, so a sampler downstream only has to choose positions.  Every object has a mask on every position (an empty RLE where the
+annotation has none, as the reference's zero-filled tensors).  Entries with a single annotated frame get
+``meta["single_frame_mode"] = True``: the reference then samples frames
 from the whole video and forces the annotated one in.
 
 On-disk layout (design doc §5; where it is silent, the public VideoRefer-700K / VideoRefer-Bench releases):
@@ -43,6 +44,7 @@ them; they are plain functions without model dependencies.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -106,12 +108,13 @@ def load_json_list(path: Path, what: str) -> list[Any]:
 
 def entry_rng(seed: int, *keys: int | str) -> np.random.Generator:
     """A generator that depends only on ``seed`` and the entry's keys, so one entry's random choices do not
-    change when other entries are skipped, filtered or sharded."""
+    change when other entries are skipped, filtered or sharded.  String keys are hashed (blake2b, stable
+    across processes, unlike ``hash``)."""
     parts = [int(seed) & 0xFFFFFFFF]
     for k in keys:
         if isinstance(k, str):
-            parts.extend(k.encode("utf-8")[:64])
-            parts.append(0xFFFF)
+            d = hashlib.blake2b(k.encode("utf-8"), digest_size=8).digest()
+            parts.extend(int.from_bytes(d[i : i + 4], "little") for i in (0, 4))
         else:
             parts.append(int(k) & 0xFFFFFFFF)
     return np.random.default_rng(parts)
@@ -148,7 +151,9 @@ def to_rle(seg: Any, height: int | None = None, width: int | None = None, where:
         if isinstance(counts, bytes):
             counts = counts.decode("ascii")
         if not isinstance(counts, str):
-            raise ReaderFormatError(f"{where}: RLE counts must be a string or a list, got {type(counts).__name__}")
+            raise ReaderFormatError(
+                f"{where}: RLE counts must be a string or a list, got {type(counts).__name__}"
+            )
         return {"size": [int(seg["size"][0]), int(seg["size"][1])], "counts": counts}
     if isinstance(seg, list) and seg and all(isinstance(p, list) for p in seg):
         if height is None or width is None:
@@ -193,7 +198,9 @@ def llava_turns(conversations: Any, where: str) -> list[tuple[str, str]]:
         out.append((roles[c["from"]], strip_media_tags(c["value"])))
     for i, (role, _) in enumerate(out):
         if role != ("user" if i % 2 == 0 else "assistant"):
-            raise ReaderFormatError(f"{where}: conversation turns must alternate human/gpt starting with human")
+            raise ReaderFormatError(
+                f"{where}: conversation turns must alternate human/gpt starting with human"
+            )
     return out
 
 
@@ -345,7 +352,9 @@ def media_path(video_dir: Path, rel: Any, where: str, check: bool) -> str:
 def _object_frames(ann: Any, where: str) -> list[dict[int, Any]]:
     """``annotation`` = one ``{frame: value}`` dict per object -> ``[{frame_index: value}, ...]``."""
     if not isinstance(ann, list):
-        raise ReaderFormatError(f"{where}: 'annotation' must be a list with one {{frame: ...}} dict per object")
+        raise ReaderFormatError(
+            f"{where}: 'annotation' must be a list with one {{frame: ...}} dict per object"
+        )
     out = []
     for j, obj in enumerate(ann):
         if not isinstance(obj, dict) or not obj:
@@ -370,7 +379,9 @@ def _masks_from_file(path: Path, frames: list[dict[int, Any]], where: str) -> li
                 raise ReaderFormatError(f"{w}: {len(item)} masks for {len(keys)} annotated frames")
             masks = {k: to_rle(v, where=w) for k, v in zip(keys, item, strict=True) if v is not None}
         else:
-            raise ReaderFormatError(f"{w}: expected {{frame: RLE}} or a list of RLEs, got {type(item).__name__}")
+            raise ReaderFormatError(
+                f"{w}: expected {{frame: RLE}} or a list of RLEs, got {type(item).__name__}"
+            )
         out.append(masks)
     return out
 
@@ -394,6 +405,24 @@ def _frame_layout(
 ) -> tuple[list[int], dict[int, int]]:
     idx = sorted({t for m in masks for t in m} | set(extra))
     return idx, {t: p for p, t in enumerate(idx)}
+
+
+def dense_masks(
+    masks: dict[int, dict[str, Any]], pos: dict[int, int], n_frames: int
+) -> dict[int, dict[str, Any]]:
+    """``{original frame: RLE}`` -> ``{position: RLE}`` on *every* position of the frame list, an empty RLE where
+    the object has no mask (the reference fills zeros there, and the sibling readers' convention — see
+    :mod:`unipixel.data.masks` — is that absence is explicit, never a missing key)."""
+    out = {pos[t]: r for t, r in masks.items()}
+    if not out:
+        return out
+    h, w = next(iter(out.values()))["size"]
+    empty = None
+    for p in range(n_frames):
+        if p not in out:
+            empty = empty or mask_to_rle(np.zeros((h, w), dtype=np.uint8))
+            out[p] = empty
+    return dict(sorted(out.items()))
 
 
 def _check_sizes(masks: list[dict[int, dict[str, Any]]], where: str) -> None:
@@ -443,7 +472,9 @@ def mask_box_prompt(mask_rle: dict[str, Any], frame: int) -> VisualPrompt:
     """Evaluation box prompt: the exact tight box (inclusive pixel indices, no noise), original coords."""
     m = rle_to_mask(mask_rle)
     ys, xs = np.nonzero(m)
-    return VisualPrompt(kind="box", frame=frame, box=[float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max())])
+    return VisualPrompt(
+        kind="box", frame=frame, box=[float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max())]
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -513,7 +544,9 @@ def _read_700k(
         texts = [t for _, t in turns]
         if mode == "ref":
             if any("<region>" in t for r, t in turns if r == "assistant"):
-                raise ReaderFormatError(f"{where}: an answer mentions <region>; only questions may refer by prompt")
+                raise ReaderFormatError(
+                    f"{where}: an answer mentions <region>; only questions may refer by prompt"
+                )
             new, order = rewrite_region_tags(texts, lambda oid, first: REF)
             n_refs = sum(t.count(REF) for r, t in zip([r for r, _ in turns], new, strict=True) if r == "user")
             if n_refs != len(masks) or len(order) != len(masks):
@@ -528,7 +561,9 @@ def _read_700k(
                     raise ReaderFormatError(f"{where}: object {j} has an empty mask on every annotated frame")
                 t = usable[int(rng.integers(len(usable)))]
                 prompt = sample_prompt(m[t], kind, rng, pos[t])
-                objects.append(ObjectAnnotation(id=j, masks={pos[tt]: r for tt, r in m.items()}, prompt=prompt))
+                objects.append(
+                    ObjectAnnotation(id=j, masks=dense_masks(m, pos, len(frame_idx)), prompt=prompt)
+                )
             conv = [Turn(r, t) for (r, _), t in zip(turns, new, strict=True)]
             task = "region_caption"
         else:
@@ -540,15 +575,21 @@ def _read_700k(
             if mode == "mem":
                 new, order = rewrite_region_tags(texts, lambda oid, first: f"[{oid}]", ids_fn)
                 if len(order) != len(masks):
-                    raise ReaderFormatError(f"{where}: {len(order)} objects mentioned but {len(masks)} annotated")
+                    raise ReaderFormatError(
+                        f"{where}: {len(order)} objects mentioned but {len(masks)} annotated"
+                    )
                 objects = []
                 for oid, m in zip(order, masks, strict=True):
                     t0 = _first_nonempty(m, frame_idx)
                     if t0 is None:
                         raise ReaderFormatError(f"{where}: object [{oid}] has an empty mask on every frame")
-                    objects.append(ObjectAnnotation(
-                        id=oid, masks={pos[t]: r for t, r in m.items()}, prompt=VisualPrompt("mask", frame=pos[t0])
-                    ))
+                    objects.append(
+                        ObjectAnnotation(
+                            id=oid,
+                            masks=dense_masks(m, pos, len(frame_idx)),
+                            prompt=VisualPrompt("mask", frame=pos[t0]),
+                        )
+                    )
                 conv = [Turn(r, t) for (r, _), t in zip(turns, new, strict=True)]
                 task = "region_caption" if "caption" in part else "region_qa"
             else:
@@ -556,10 +597,14 @@ def _read_700k(
                     raise ReaderFormatError(f"{where}: a QA entry needs a question and an answer")
                 q, a = turns[0][1], turns[1][1]
                 letter = LETTERS[int(rng.integers(4))]
-                [new_q], order = rewrite_region_tags([f"{q}\nOptions:\n({letter}) {a}"], lambda oid, first: (
-                    f"[{oid}] {REF}" if first else f"[{oid}]"))
+                [new_q], order = rewrite_region_tags(
+                    [f"{q}\nOptions:\n({letter}) {a}"],
+                    lambda oid, first: f"[{oid}] {REF}" if first else f"[{oid}]",
+                )
                 if len(order) != len(masks):
-                    raise ReaderFormatError(f"{where}: {len(order)} objects mentioned but {len(masks)} annotated")
+                    raise ReaderFormatError(
+                        f"{where}: {len(order)} objects mentioned but {len(masks)} annotated"
+                    )
                 text = MEM_TEMPLATES[int(rng.integers(len(MEM_TEMPLATES)))].format(new_q)
                 objects = []
                 for oid, m in zip(order, masks, strict=True):
@@ -568,9 +613,13 @@ def _read_700k(
                     if not usable:
                         raise ReaderFormatError(f"{where}: object [{oid}] has an empty mask on every frame")
                     t = usable[int(rng.integers(len(usable)))]
-                    objects.append(ObjectAnnotation(
-                        id=oid, masks={pos[tt]: r for tt, r in m.items()}, prompt=sample_prompt(m[t], kind, rng, pos[t])
-                    ))
+                    objects.append(
+                        ObjectAnnotation(
+                            id=oid,
+                            masks=dense_masks(m, pos, len(frame_idx)),
+                            prompt=sample_prompt(m[t], kind, rng, pos[t]),
+                        )
+                    )
                 response = " ".join(f"[{o.id}] {SEG}" for o in objects)
                 conv = [Turn("user", text), Turn("assistant", response)]
                 task = "pixelqa"
@@ -591,70 +640,116 @@ random choices are per-entry seeded), ``on_error`` ('raise' | 'skip'), ``check_m
 
 
 @register_reader(
-    "videorefer_short_caption_ref", splits=("train",),
+    "videorefer_short_caption_ref",
+    splits=("train",),
     description="VideoRefer-700K short captions, objects referred by a point/box <|ref|> (stage 1)",
 )
 def read_videorefer_short_caption_ref(
-    root: Path, split: str, *, ann_file: str | None = None, mask_dir: str | None = None,
-    video_dir: str | None = None, seed: int = 0, on_error: str = "raise", check_media: bool = False,
+    root: Path,
+    split: str,
+    *,
+    ann_file: str | None = None,
+    mask_dir: str | None = None,
+    video_dir: str | None = None,
+    seed: int = 0,
+    on_error: str = "raise",
+    check_media: bool = False,
     prompt_type: str = "mix",
 ) -> Iterator[Sample]:
     """Stage-1 referring captions.  ``prompt_type``: 'point', 'box' or 'mix' (seeded 50/50 per object, where the
     reference fixes the choice per annotation with an unseeded draw).  The objects keep their GT masks (keyed by frame
     position) so a trainer can resample the prompt on the frames it actually samples; the prompt kind
     (point/box, not mask) tells the processor to write ``<|ref|>`` and no ``<|mem|>`` for them."""
-    return _read_700k(root, "short_caption", "ref", ann_file, mask_dir, video_dir, seed, on_error, check_media,
-                      prompt_type)
+    return _read_700k(
+        root, "short_caption", "ref", ann_file, mask_dir, video_dir, seed, on_error, check_media, prompt_type
+    )
 
 
 @register_reader(
-    "videorefer_short_caption", splits=("train",),
+    "videorefer_short_caption",
+    splits=("train",),
     description="VideoRefer-700K short captions with <|mem|> region masks",
 )
 def read_videorefer_short_caption(
-    root: Path, split: str, *, ann_file: str | None = None, mask_dir: str | None = None,
-    video_dir: str | None = None, seed: int = 0, on_error: str = "raise", check_media: bool = False,
+    root: Path,
+    split: str,
+    *,
+    ann_file: str | None = None,
+    mask_dir: str | None = None,
+    video_dir: str | None = None,
+    seed: int = 0,
+    on_error: str = "raise",
+    check_media: bool = False,
 ) -> Iterator[Sample]:
     """Region captions; ``<region>`` -> ``[r]`` with r a seeded random id in 0..15 (§4.4)."""
-    return _read_700k(root, "short_caption", "mem", ann_file, mask_dir, video_dir, seed, on_error, check_media)
+    return _read_700k(
+        root, "short_caption", "mem", ann_file, mask_dir, video_dir, seed, on_error, check_media
+    )
 
 
 @register_reader(
-    "videorefer_detailed_caption", splits=("train",),
+    "videorefer_detailed_caption",
+    splits=("train",),
     description="VideoRefer-700K detailed captions with <|mem|> region masks",
 )
 def read_videorefer_detailed_caption(
-    root: Path, split: str, *, ann_file: str | None = None, mask_dir: str | None = None,
-    video_dir: str | None = None, seed: int = 0, on_error: str = "raise", check_media: bool = False,
+    root: Path,
+    split: str,
+    *,
+    ann_file: str | None = None,
+    mask_dir: str | None = None,
+    video_dir: str | None = None,
+    seed: int = 0,
+    on_error: str = "raise",
+    check_media: bool = False,
 ) -> Iterator[Sample]:
     """Detailed region captions; same conventions as ``videorefer_short_caption``."""
-    return _read_700k(root, "detailed_caption", "mem", ann_file, mask_dir, video_dir, seed, on_error, check_media)
+    return _read_700k(
+        root, "detailed_caption", "mem", ann_file, mask_dir, video_dir, seed, on_error, check_media
+    )
 
 
 @register_reader(
     "videorefer_qa", splits=("train",), description="VideoRefer-700K region QA with <|mem|> region masks"
 )
 def read_videorefer_qa(
-    root: Path, split: str, *, ann_file: str | None = None, mask_dir: str | None = None,
-    video_dir: str | None = None, seed: int = 0, on_error: str = "raise", check_media: bool = False,
+    root: Path,
+    split: str,
+    *,
+    ann_file: str | None = None,
+    mask_dir: str | None = None,
+    video_dir: str | None = None,
+    seed: int = 0,
+    on_error: str = "raise",
+    check_media: bool = False,
 ) -> Iterator[Sample]:
     """Region QA; ``<objectK><region>`` -> ``[K]`` in question and answer, all turns kept."""
     return _read_700k(root, "qa", "mem", ann_file, mask_dir, video_dir, seed, on_error, check_media)
 
 
 @register_reader(
-    "videorefer_qa_mem", splits=("train",),
+    "videorefer_qa_mem",
+    splits=("train",),
     description="VideoRefer-700K QA as memory segmentation: point/box <|ref|> in, '[K] <|seg|>' out",
 )
 def read_videorefer_qa_mem(
-    root: Path, split: str, *, ann_file: str | None = None, mask_dir: str | None = None,
-    video_dir: str | None = None, seed: int = 0, on_error: str = "raise", check_media: bool = False,
+    root: Path,
+    split: str,
+    *,
+    ann_file: str | None = None,
+    mask_dir: str | None = None,
+    video_dir: str | None = None,
+    seed: int = 0,
+    on_error: str = "raise",
+    check_media: bool = False,
     prompt_type: str = "mix",
 ) -> Iterator[Sample]:
     """PixelQA-style training (§4.5): the first QA pair becomes "{question}\\nOptions:\\n({letter}) {answer}"
     with each object's first mention "[K] <|ref|>", wrapped in a seeded template; the response segments every
     object ("[K] <|seg|> ...").  The option letter, template and prompts are seeded per entry."""
-    return _read_700k(root, "qa", "memseg", ann_file, mask_dir, video_dir, seed, on_error, check_media, prompt_type)
+    return _read_700k(
+        root, "qa", "memseg", ann_file, mask_dir, video_dir, seed, on_error, check_media, prompt_type
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -701,12 +796,18 @@ def _bench_q_texts(e: dict[str, Any], where: str) -> tuple[str, list[str], str]:
 
 
 @register_reader(
-    "videorefer_bench_q", splits=("test",),
+    "videorefer_bench_q",
+    splits=("test",),
     description="VideoRefer-Bench-Q: region multiple-choice QA with GT masks (<|mem|>)",
 )
 def read_videorefer_bench_q(
-    root: Path, split: str, *, ann_file: str = "VideoRefer-Bench-Q.json", video_dir: str | None = None,
-    single_frame: bool = False, check_media: bool = False,
+    root: Path,
+    split: str,
+    *,
+    ann_file: str = "VideoRefer-Bench-Q.json",
+    video_dir: str | None = None,
+    single_frame: bool = False,
+    check_media: bool = False,
 ) -> Iterator[Sample]:
     """One sample per question: user turn = "{Question with [K]}\\nOptions:\\n(A) ...\\nPlease only give the best
     option." (no assistant turn: it is an evaluation sample); ``meta`` holds ``options`` (bare texts),
@@ -723,8 +824,11 @@ def read_videorefer_bench_q(
         if len(order) != len(masks):
             raise ReaderFormatError(f"{where}: {len(order)} objects mentioned but {len(masks)} annotated")
         objects = [
-            ObjectAnnotation(id=oid, masks={pos[t]: r for t, r in m.items()},
-                             prompt=VisualPrompt("mask", frame=pos[prompt_t]))
+            ObjectAnnotation(
+                id=oid,
+                masks=dense_masks(m, pos, len(frame_idx)),
+                prompt=VisualPrompt("mask", frame=pos[prompt_t]),
+            )
             for oid, m in zip(order, masks, strict=True)
         ]
         return Sample(
@@ -734,9 +838,14 @@ def read_videorefer_bench_q(
             conversation=[Turn("user", mcq_prompt(q, options))],
             objects=objects,
             meta={
-                "dataset": "videorefer_bench_q", "options": options, "answer": letter,
-                "assistant_prefix": BENCH_Q_PREFIX, "type": e.get("type"), "prompt_frame_index": prompt_t,
-                "single_frame": single_frame, "source_id": eid,
+                "dataset": "videorefer_bench_q",
+                "options": options,
+                "answer": letter,
+                "assistant_prefix": BENCH_Q_PREFIX,
+                "type": e.get("type"),
+                "prompt_frame_index": prompt_t,
+                "single_frame": single_frame,
+                "source_id": eid,
             },
         )
 
@@ -744,12 +853,18 @@ def read_videorefer_bench_q(
 
 
 @register_reader(
-    "videorefer_bench_d", splits=("test",),
+    "videorefer_bench_d",
+    splits=("test",),
     description="VideoRefer-Bench-D: detailed description of the highlighted object [0] (GT masks)",
 )
 def read_videorefer_bench_d(
-    root: Path, split: str, *, ann_file: str = "VideoRefer-Bench-D.json", video_dir: str | None = None,
-    single_frame: bool = False, check_media: bool = False,
+    root: Path,
+    split: str,
+    *,
+    ann_file: str = "VideoRefer-Bench-D.json",
+    video_dir: str | None = None,
+    single_frame: bool = False,
+    check_media: bool = False,
 ) -> Iterator[Sample]:
     """One sample per entry, one object with id 0: user turn "Please give a detailed description of the
     highlighted object [0] in the video."; the reference caption is in ``meta["caption"]`` (for the judge)."""
@@ -764,16 +879,24 @@ def read_videorefer_bench_d(
         caption = e.get("caption")
         if not isinstance(caption, str):
             raise ReaderFormatError(f"{where}: missing string field 'caption'")
-        obj = ObjectAnnotation(id=0, masks={pos[t]: r for t, r in masks[0].items()},
-                               prompt=VisualPrompt("mask", frame=pos[prompt_t]))
+        obj = ObjectAnnotation(
+            id=0,
+            masks=dense_masks(masks[0], pos, len(frame_idx)),
+            prompt=VisualPrompt("mask", frame=pos[prompt_t]),
+        )
         return Sample(
             id=f"videorefer_bench_d/{eid}",
             task="region_caption",
             media=MediaRef(path=media_path(vdir, e["video"], where, check_media), frame_indices=frame_idx),
             conversation=[Turn("user", BENCH_D_PROMPT)],
             objects=[obj],
-            meta={"dataset": "videorefer_bench_d", "caption": caption, "prompt_frame_index": prompt_t,
-                  "single_frame": single_frame, "source_id": eid},
+            meta={
+                "dataset": "videorefer_bench_d",
+                "caption": caption,
+                "prompt_frame_index": prompt_t,
+                "single_frame": single_frame,
+                "source_id": eid,
+            },
         )
 
     return iter_entries(entries, convert, "raise", "videorefer_bench_d")

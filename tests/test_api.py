@@ -1,0 +1,83 @@
+"""The Python API on the golden tiny checkpoint: predict, prompts, PixelQA, chat, batch, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from safetensors.torch import load_file
+
+from unipixel.api import UniPixel, keep_frames_sampling
+
+
+@pytest.fixture(scope="module")
+def api(golden_model, golden_processor, golden_manifest) -> UniPixel:
+    cfg = golden_manifest["config"]
+    return UniPixel(golden_model, golden_processor, min_pixels=cfg["min_pixels"], max_pixels=cfg["max_pixels"],
+                    max_new_tokens=16)
+
+
+@pytest.fixture(scope="module")
+def frames(golden_dir) -> np.ndarray:
+    return load_file(str(golden_dir / "inputs_video_T4.safetensors"))["frames_uint8"].numpy()
+
+
+def test_predict_reproduces_golden_generation_and_mask(api, frames, golden_manifest, golden_dir) -> None:
+    case = golden_manifest["cases"]["b_video_seg_generate"]
+    res = api.predict(frames, case["prompt"])
+    tok = api.processor.tokenizer
+    assert res.text == tok.decode(case["generated_ids"], skip_special_tokens=False)
+    assert len(res.objects) == 1 and res.objects[0].id == 0
+    want = load_file(str(golden_dir / case["file"]))["output.seg.0.binary_mask"].numpy().astype(bool)
+    logits = load_file(str(golden_dir / case["file"]))["output.seg.0.video_res_logits"].numpy()
+    got = res.objects[0].masks.array()
+    confident = np.abs(logits) > 1e-4
+    assert (got[confident] == want[confident]).all()
+    assert res.frame_indices == [0, 1, 2, 3] and res.llm_frame_indices == [0, 1, 2, 3]
+    assert "<|seg|>" not in res.clean_text and "[0]" in res.clean_text
+    d = res.to_dict()
+    assert d["objects"][0]["masks"][0]["size"] == [112, 168]
+
+
+def test_teacher_forced_points_and_boxes_give_one_object_each(api, frames) -> None:
+    res = api.predict(frames, "What is [0] doing with [1]?", points=[(31, 41, 0)], boxes=[(50, 70, 90, 110, 3)],
+                      response="[0] <|seg|> [1] <|seg|>")
+    assert [o.id for o in res.objects] == [0, 1]
+    assert all(len(o.masks) == 4 for o in res.objects)
+
+
+def test_pixelqa_two_steps(api, frames) -> None:
+    res = api.pixelqa(frames, "What is [0] doing with [1]?", ["Chasing it.", "Ignoring it."],
+                      points=[(31, 41, 0)], boxes=[(50, 70, 90, 110, 3)])
+    assert res.text.startswith("The best option is (")
+    assert [o.id for o in res.objects] == [0, 1]
+    assert "choice" in res.media
+
+
+def test_chat_feeds_objects_back_as_memory(api, frames) -> None:
+    session = api.chat(frames)
+    first = session.ask("Please segment the moving red object in this video.")
+    assert list(session.objects) == [o.id for o in first.objects]
+    second = session.ask("What is [0] doing?")
+    assert session.history[0][1] == first.clean_text
+    assert isinstance(second.text, str)  # the second turn ran with the first object as <|mem|> input
+    session.set_mask(0, np.zeros((4, 112, 168), bool) | (np.arange(168) < 20))
+    with pytest.raises(ValueError, match="masks must be"):
+        session.set_mask(0, np.zeros((2, 2), bool))
+
+
+def test_batch_and_frame_keeping(api, frames) -> None:
+    out = api.predict_batch([{"media": frames, "prompt": "Please segment the moving red object in this video."}] * 2)
+    assert out[0].text == out[1].text
+    idx = keep_frames_sampling(100, 8, keep=[37, 38])
+    assert 37 in idx and 38 in idx and len(idx) == 8
+
+
+def test_bad_input_is_explained(api, frames) -> None:
+    with pytest.raises(ValueError, match=r"no <\|ref\|> and no '\[0\]'"):
+        api.predict(frames, "What is this?", points=[(3, 4)])
+    with pytest.raises(ValueError, match="not among the sampled frames|outside"):
+        api.predict(frames, "What is [0]?", points=[(3, 4, 99)])
+    with pytest.raises(ValueError, match="point is 2 numbers"):
+        api.predict(frames, "What is [0]?", points=[(3,)])
+    with pytest.raises((ValueError, FileNotFoundError)):
+        api.predict("/no/such/file.mp4", "hi")

@@ -1,0 +1,51 @@
+"""The CLI as a user runs it (subprocesses), including the README's main-job command."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CLI = [sys.executable, "-m", "unipixel.cli"]
+MODEL = ["--model", str(ROOT / "tests/data/golden/ckpt_tiny")]
+
+
+def run(args: list[str], cwd: Path = ROOT, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(args, capture_output=True, text=True, cwd=cwd, timeout=timeout)
+
+
+def test_help_lists_commands_and_examples() -> None:
+    proc = run([*CLI, "--help"])
+    assert proc.returncode == 0
+    for word in ("predict", "chat", "synth", "eval", "serve", "demo", "examples:"):
+        assert word in proc.stdout
+    proc = run([*CLI, "predict", "--help"])
+    assert "--point X,Y[,FRAME]" in proc.stdout and "examples:" in proc.stdout
+
+
+def test_readme_main_job_command(tmp_path: Path) -> None:
+    readme = (ROOT / "README.md").read_text()
+    line = next(ln for ln in readme.splitlines() if ln.startswith("unipixel predict "))
+    argv = shlex.split(line)
+    out = tmp_path / "out"
+    argv[argv.index("--out") + 1] = str(out)
+    proc = run([*CLI, *argv[1:], "--max-new-tokens", "8"])
+    assert proc.returncode == 0, proc.stderr
+    assert (out / "result.json").exists() and (out / "overlay.gif").exists()
+    result = json.loads((out / "result.json").read_text())
+    assert result["frame_indices"] == list(range(8))
+    assert proc.stdout.strip()  # the answer is printed
+
+
+def test_point_prompt_and_errors(tmp_path: Path) -> None:
+    proc = run([*CLI, "predict", "examples/shapes.mp4", "What is [0] doing?", "--point", "30,40,2", *MODEL,
+                "--out", str(tmp_path / "p"), "--max-new-tokens", "4", "--quiet"])
+    assert proc.returncode == 0, proc.stderr
+    bad = run([*CLI, "predict", "examples/shapes.mp4", "What is [0]?", "--point", "30", *MODEL])
+    assert bad.returncode != 0 and re.search(r"expected X,Y\[,FRAME\]", bad.stderr)
+    missing = run([*CLI, "predict", "nope.mp4", "hi", *MODEL, "--quiet"])
+    assert missing.returncode != 0 and "nope.mp4" in missing.stderr
