@@ -6,7 +6,6 @@ Every sub-command imports its heavy dependencies lazily so ``unipixel --help`` i
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections.abc import Sequence
