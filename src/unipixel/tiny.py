@@ -1,0 +1,155 @@
+"""Small UniPixel configurations built offline: for tests, examples and the built-in model.
+
+Same architecture as the released models (Qwen2.5-VL text + vision towers, SAM 2.1 with all its flags, the
+UniPixel adapters), only smaller. Together with :func:`unipixel.tokenizer.build_tokenizer` this makes a complete
+checkpoint (weights + tokenizer + processor configs) without the Hugging Face hub.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .configuration import UniPixelConfig
+
+
+def tiny_sam2_meta(embed_dim: int = 16, d_model: int = 32, mem_dim: int = 16, heads: int = 1) -> dict[str, Any]:
+    """A micro SAM 2.1 architecture in Meta's YAML layout (all SAM 2.1 flags of the released b+ config)."""
+    channels = [embed_dim * 2**i for i in range(4)][::-1]
+    rope = {"rope_theta": 10000.0, "feat_sizes": [8, 8], "embedding_dim": d_model, "num_heads": 1,
+            "downsample_rate": 1, "dropout": 0.0}  # fmt: skip
+    return {
+        "image_encoder": {
+            "scalp": 1,
+            "trunk": {"embed_dim": embed_dim, "num_heads": heads, "drop_path_rate": 0.0, "stages": [1, 1, 2, 1],
+                      "global_att_blocks": [3], "window_spec": [8, 4, 4, 2],
+                      "window_pos_embed_bkg_spatial_size": [4, 4]},  # fmt: skip
+            "neck": {"position_encoding": {"num_pos_feats": d_model, "normalize": True, "scale": None,
+                                           "temperature": 10000},
+                     "d_model": d_model, "backbone_channel_list": channels, "fpn_top_down_levels": [2, 3],
+                     "fpn_interp_model": "nearest"},  # fmt: skip
+        },
+        "memory_attention": {
+            "d_model": d_model, "pos_enc_at_input": True, "num_layers": 2,
+            "layer": {"activation": "relu", "dim_feedforward": 2 * d_model, "dropout": 0.0, "pos_enc_at_attn": False,
+                      "self_attention": dict(rope), "d_model": d_model, "pos_enc_at_cross_attn_keys": True,
+                      "pos_enc_at_cross_attn_queries": False,
+                      "cross_attention": {**rope, "rope_k_repeat": True, "kv_in_dim": mem_dim}},
+        },  # fmt: skip
+        "memory_encoder": {
+            "out_dim": mem_dim, "in_dim": d_model,
+            "position_encoding": {"num_pos_feats": mem_dim, "normalize": True, "scale": None, "temperature": 10000},
+            "mask_downsampler": {"embed_dim": d_model, "kernel_size": 3, "stride": 2, "padding": 1},
+            "fuser": {"layer": {"dim": d_model, "kernel_size": 7, "padding": 3, "layer_scale_init_value": 1e-6,
+                                "use_dwconv": True}, "num_layers": 2},
+        },  # fmt: skip
+        "num_maskmem": 7,
+        "image_size": 128,
+        "sigmoid_scale_for_mem_enc": 20.0,
+        "sigmoid_bias_for_mem_enc": -10.0,
+        "use_mask_input_as_output_without_sam": True,
+        "directly_add_no_mem_embed": True,
+        "no_obj_embed_spatial": True,
+        "use_high_res_features_in_sam": True,
+        "multimask_output_in_sam": True,
+        "iou_prediction_use_sigmoid": True,
+        "use_obj_ptrs_in_encoder": True,
+        "add_tpos_enc_to_obj_ptrs": True,
+        "proj_tpos_enc_in_obj_ptrs": True,
+        "use_signed_tpos_enc_to_obj_ptrs": True,
+        "only_obj_ptrs_in_the_past_for_eval": True,
+        "pred_obj_scores": True,
+        "pred_obj_scores_mlp": True,
+        "fixed_no_obj_ptr": True,
+        "multimask_output_for_tracking": True,
+        "use_multimask_token_for_obj_ptr": True,
+        "multimask_min_pt_num": 0,
+        "multimask_max_pt_num": 1,
+        "use_mlp_for_obj_ptr_proj": True,
+    }
+
+
+def tiny_config(
+    tokenizer: Any,
+    *,
+    hidden_size: int = 128,
+    num_layers: int = 2,
+    num_heads: int = 4,
+    num_kv_heads: int = 2,
+    intermediate_size: int = 256,
+    vision_depth: int = 2,
+    vision_hidden: int = 64,
+    sam2_image_size: int = 128,
+    sam2: dict[str, Any] | None = None,
+    sam2_hidden_tokens: int = 2,
+    **extra: Any,
+) -> UniPixelConfig:
+    """A small UniPixel config whose token ids come from ``tokenizer`` (see :func:`~unipixel.tokenizer.build_tokenizer`)."""
+    from .sam2.config import sam2_config_from_meta_dict
+    from .tokenizer import add_unipixel_tokens
+
+    ids = add_unipixel_tokens(tokenizer)
+    tid = tokenizer.convert_tokens_to_ids
+    head_dim = hidden_size // num_heads
+    t = head_dim // 2
+    section = [t - 2 * (t // 3), t // 3, t // 3]  # mrope_section must sum to head_dim / 2
+    vocab = len(tokenizer)
+    text_config = {
+        "vocab_size": vocab, "hidden_size": hidden_size, "intermediate_size": intermediate_size,
+        "num_hidden_layers": num_layers, "num_attention_heads": num_heads, "num_key_value_heads": num_kv_heads,
+        "max_position_embeddings": 4096, "rms_norm_eps": 1e-6, "tie_word_embeddings": True,
+        "rope_parameters": {"rope_type": "default", "rope_theta": 1e6, "mrope_section": section},
+        "bos_token_id": tid("<|endoftext|>"), "eos_token_id": tid("<|im_end|>"), "pad_token_id": tid("<|endoftext|>"),
+    }  # fmt: skip
+    vision_config = {
+        "depth": vision_depth, "hidden_size": vision_hidden, "intermediate_size": 2 * vision_hidden, "num_heads": 4,
+        "out_hidden_size": hidden_size, "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2,
+        "window_size": 112, "fullatt_block_indexes": [vision_depth - 1], "tokens_per_second": 2,
+    }  # fmt: skip
+    sam2_cfg = sam2_config_from_meta_dict(sam2 or tiny_sam2_meta(), image_size=sam2_image_size, source="tiny")
+    import json
+
+    return UniPixelConfig(
+        text_config=text_config,
+        vision_config=vision_config,
+        tie_word_embeddings=True,
+        image_token_id=tid("<|image_pad|>"),
+        video_token_id=tid("<|video_pad|>"),
+        vision_start_token_id=tid("<|vision_start|>"),
+        vision_end_token_id=tid("<|vision_end|>"),
+        sam2_config="unipixel_tiny",
+        sam2_arch=json.loads(sam2_cfg.to_json_string(use_diff=False)),
+        sam2_image_size=sam2_image_size,
+        sam2_hidden_tokens=sam2_hidden_tokens,
+        **ids,
+        **extra,
+    )
+
+
+def build_tiny_checkpoint(
+    out_dir: str | Path, corpus: Iterable[str], *, vocab_size: int = 448, seed: int = 0, **config_kwargs: Any
+) -> Path:
+    """Write a complete randomly initialised UniPixel checkpoint (weights, tokenizer, processor) to ``out_dir``."""
+    from transformers import Qwen2VLImageProcessor, Qwen2VLVideoProcessor
+
+    from .model.init import init_unipixel_parameters
+    from .model.modeling import UniPixelForConditionalGeneration
+    from .processing import UniPixelProcessor
+    from .tokenizer import build_tokenizer
+
+    out = Path(out_dir)
+    tok = build_tokenizer(corpus, vocab_size=vocab_size)
+    cfg = tiny_config(tok, **config_kwargs)
+    torch.manual_seed(seed)
+    model = UniPixelForConditionalGeneration(cfg)
+    init_unipixel_parameters(model)
+    model.save_pretrained(out)
+    proc = UniPixelProcessor(
+        image_processor=Qwen2VLImageProcessor(), tokenizer=tok, video_processor=Qwen2VLVideoProcessor(),
+        chat_template=tok.chat_template,
+    )
+    proc.save_pretrained(out)
+    return out
