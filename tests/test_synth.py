@@ -24,6 +24,8 @@ from unipixel.synth.language import (
 )
 from unipixel.synth.world import COLORS, SHAPES, SIZES, TEXTURES, SceneConfig, decode_rle, make_video_scene
 
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # pycocotools vs numpy 2 copy= warning
+
 SMALL = SynthOptions(seed=3, split="test", num_images=24, num_videos=12)
 
 
@@ -44,8 +46,11 @@ def _samples(root: Path) -> list[Sample]:
 
 
 def _tree_digest(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def _parse_np(text: str) -> dict[str, str]:
@@ -56,8 +61,10 @@ def _parse_np(text: str) -> dict[str, str]:
         for key in ATTR_ORDER:
             if word in vocab[key]:
                 desc[key] = word
-            elif key == "shape" and word.rstrip("s").rstrip("e") in SHAPES and word != "objects":
-                desc[key] = word[:-2] if word.endswith("es") and word[:-2] in SHAPES else word[:-1]
+        if word.endswith("es") and word[:-2] in SHAPES:
+            desc["shape"] = word[:-2]
+        elif word.endswith("s") and word[:-1] in SHAPES:
+            desc["shape"] = word[:-1]
     return desc
 
 
@@ -216,7 +223,7 @@ def test_revos_view_matches_samples(split_dir: Path) -> None:
         assert twin.meta.get("expression", twin.meta.get("query")) == s.meta["expression"]
         assert _same_masks(s.objects[0].masks, twin.objects[0].masks)
         n += 1
-    meta = json.loads((split_dir / "videos" / "meta_expressions_test_.json").read_text())["videos"]
+    meta = json.loads((split_dir / "videos" / "meta_expressions_valid_.json").read_text())["videos"]
     absent = [e for v in meta.values() for e in v["expressions"].values() if not e["obj_id"]]
     assert n > 10 and absent  # no-target expressions are written with empty obj_id, like ReVOS
 
@@ -266,8 +273,28 @@ def test_reader_samples_absolute_and_split_checked(split_dir: Path) -> None:
 
 def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "cli"
-    rc = main(["--seed", "1", "--split", "train", "--out", str(out), "--num-images", "3", "--num-videos", "2",
-               "--width", "96", "--height", "64", "--frame-format", "jpg", "--max-frames", "8"])
+    rc = main(
+        [
+            "--seed",
+            "1",
+            "--split",
+            "train",
+            "--out",
+            str(out),
+            "--num-images",
+            "3",
+            "--num-videos",
+            "2",
+            "--width",
+            "96",
+            "--height",
+            "64",
+            "--frame-format",
+            "jpg",
+            "--max-frames",
+            "8",
+        ]
+    )
     assert rc == 0 and "samples" in capsys.readouterr().out
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["options"]["frame_format"] == "jpg"
@@ -275,3 +302,45 @@ def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     samples = list(read_dataset("synthetic", out, "train", format="revos"))
     assert all(Path(f).suffix == ".jpg" for s in samples for f in s.media.frames)
     assert main(["--out", str(out), "--min-objects", "3", "--max-objects", "2"]) == 2
+
+
+def test_mask_center_matches_visual_prompts(records) -> None:  # type: ignore[no-untyped-def]
+    from unipixel.synth.world import mask_center
+    from unipixel.visual_prompts import mask_center_point
+
+    for rec in records[:20]:
+        for o in rec.scene.objects:
+            t = int(np.argmax(o.visible.reshape(o.visible.shape[0], -1).sum(1)))
+            want = mask_center_point(o.visible[t]).coords.reshape(-1).tolist()
+            assert mask_center(o.visible[t]) == (int(want[0]), int(want[1]))
+    edge = np.zeros((9, 9), dtype=bool)
+    edge[:4, :5] = True  # touches the border: the border counts as background
+    want = mask_center_point(edge).coords.reshape(-1).tolist()
+    assert mask_center(edge) == (int(want[0]), int(want[1]))
+
+
+def test_project_readers_read_the_synthetic_formats(tmp_path: Path) -> None:
+    """The real-dataset readers (revos, refcoco, videorefer_bench_q/d, pixelqa) read a synthetic split."""
+    out = tmp_path / "jpg"
+    generate_split(SynthOptions(seed=5, split="test", num_images=10, num_videos=8, frame_format="jpg"), out)
+    ref = _by_id(out)
+    revos = list(read_dataset("revos", out / "videos", "valid"))
+    assert revos
+    for s in revos:
+        for f in s.media.frames or []:
+            assert Path(f).is_file()
+    n_refer = 0
+    for s in read_dataset("refcoco", out / "refer_seg", "test", image_root=out / "images"):
+        assert Path(s.media.path).is_file()
+        n_refer += 1
+    assert n_refer == sum(
+        len(r["sentences"]) for r in pickle.loads((out / "refer_seg/refcoco/refs(unc).p").read_bytes())
+    )
+    q = list(read_dataset("videorefer_bench_q", out / "videorefer", "test", video_dir=str(out / "videos")))
+    d = list(read_dataset("videorefer_bench_d", out / "videorefer", "test", video_dir=str(out / "videos")))
+    p = list(read_dataset("pixelqa", out / "pixelqa", "test", video_dir=str(out / "videos")))
+    assert p and len(q) + len(d) > 0
+    bench = json.loads((out / "pixelqa" / "VideoRefer-Bench-Q.json").read_text())
+    for s, e in zip(p, bench, strict=True):
+        twin = ref[e["sample_id"]]
+        assert s.meta["answer"] == twin.meta["answer"]

@@ -193,30 +193,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--case", action="append")
     p.set_defaults(func=cmd_parity)
 
-    for name, module, text in (
-        ("synth", "unipixel.synth.cli", "generate the synthetic pixel world (a dataset split)"),
-        ("eval", "unipixel.eval.runner", "evaluate a model on a benchmark"),
-        ("train", "unipixel.train.cli", "train / fine-tune (the three-stage recipe, LoRA)"),
-        ("demo", "unipixel.demo", "start the web demo (Gradio)"),
-        ("serve", "unipixel.server", "start the HTTP server (FastAPI)"),
-    ):
-        p = sub.add_parser(name, help=text, add_help=False)
-        p.add_argument("rest", nargs=argparse.REMAINDER)
-        p.set_defaults(func=None, module=module)
+    for name, (_, text) in DELEGATED.items():
+        sub.add_parser(name, help=text, add_help=False)  # listed in --help; arguments parsed by the module
     return parser
 
 
+# Sub-commands whose arguments belong to another module's own parser.
+DELEGATED = {
+    "synth": ("unipixel.synth.cli", "generate the synthetic pixel world (a dataset split)"),
+    "eval": ("unipixel.eval.runner", "evaluate a model on a benchmark"),
+    "train": ("unipixel.train.cli", "train / fine-tune (the three-stage recipe, LoRA)"),
+    "demo": ("unipixel.demo", "start the web demo (Gradio)"),
+    "serve": ("unipixel.server", "start the HTTP server (FastAPI)"),
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in DELEGATED:
+        module = DELEGATED[argv[0]][0]
+        try:
+            return _delegate(module, argv[1:])
+        except ModuleNotFoundError as err:
+            raise SystemExit(f"error: `unipixel {argv[0]}` is not available in this install ({err})") from None
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 0
-    if args.func is None:
-        try:
-            return _delegate(args.module, args.rest)
-        except ModuleNotFoundError as err:
-            raise SystemExit(f"error: `unipixel {args.command}` is not available in this install ({err})") from None
     return int(args.func(args) or 0)
 
 

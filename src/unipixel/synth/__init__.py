@@ -26,8 +26,15 @@ from ..data.schema import MediaRef
 from .tasks import SceneRecord, build_scene_samples
 from .world import SceneConfig, make_image_scene, make_video_scene
 
-__all__ = ["SynthOptions", "DEFAULT_COUNTS", "SPLITS", "generate_split", "build_records", "split_seed",
-           "GENERATOR_VERSION"]
+__all__ = [
+    "SynthOptions",
+    "DEFAULT_COUNTS",
+    "SPLITS",
+    "generate_split",
+    "build_records",
+    "split_seed",
+    "GENERATOR_VERSION",
+]
 
 GENERATOR_VERSION = "1"
 SPLITS = ("train", "val", "test")
@@ -52,15 +59,22 @@ class SynthOptions:
 
     def counts(self) -> tuple[int, int]:
         di, dv = DEFAULT_COUNTS.get(self.split, DEFAULT_COUNTS["test"])
-        return (di if self.num_images is None else self.num_images, dv if self.num_videos is None else self.num_videos)
+        return (
+            di if self.num_images is None else self.num_images,
+            dv if self.num_videos is None else self.num_videos,
+        )
 
     def scene_config(self) -> SceneConfig:
-        return SceneConfig(self.width, self.height, self.min_objects, self.max_objects, self.min_frames, self.max_frames)
+        return SceneConfig(
+            self.width, self.height, self.min_objects, self.max_objects, self.min_frames, self.max_frames
+        )
 
 
 def split_seed(seed: int, split: str) -> int:
     """A 63-bit seed mixing the user seed and the split name (stable across Python versions/platforms)."""
-    return int.from_bytes(hashlib.sha256(f"unipixel-synth:{seed}:{split}".encode()).digest()[:8], "little") >> 1
+    return (
+        int.from_bytes(hashlib.sha256(f"unipixel-synth:{seed}:{split}".encode()).digest()[:8], "little") >> 1
+    )
 
 
 def _build_one(opts: SynthOptions, kind: str, index: int) -> SceneRecord:
@@ -129,10 +143,13 @@ def generate_split(opts: SynthOptions, out: str | Path, workers: int = 1) -> dic
         "generator": "unipixel.synth",
         "version": GENERATOR_VERSION,
         "options": asdict(opts),
-        "counts": {"images": sum(r.scene.is_image for r in records),
-                   "videos": sum(not r.scene.is_image for r in records),
-                   "samples": n, "per_task": dict(sorted(per_task.items())),
-                   "per_task_media": dict(sorted(per_media.items()))},
+        "counts": {
+            "images": sum(r.scene.is_image for r in records),
+            "videos": sum(not r.scene.is_image for r in records),
+            "samples": n,
+            "per_task": dict(sorted(per_task.items())),
+            "per_task_media": dict(sorted(per_media.items())),
+        },
         "reference_formats": files,
         "files": {
             "samples": "samples.jsonl",

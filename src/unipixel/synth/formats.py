@@ -6,7 +6,7 @@ One split directory holds (paths relative to it)::
     samples.jsonl                                  every sample, ``Sample.to_dict()`` per line (relative paths)
     images/img00000.png                            images
     videos/vid00000/00000.png                      video frames (ReVOS layout: <root>/<vid>/<frame>.<ext>)
-    videos/meta_expressions_{train|valid|test}_.json   ReVOS: videos/<vid>/{frames, expressions/<qid>/
+    videos/meta_expressions_{train|valid}_.json   ReVOS: videos/<vid>/{frames, expressions/<qid>/
                                                    {exp, obj_id, anno_id, type_id}} (+ "explanation" for
                                                    reasoning expressions); type_id 0 referring, 1 reasoning;
                                                    empty obj_id = the target is not present
@@ -37,10 +37,19 @@ from PIL import Image
 from .tasks import SceneRecord
 from .world import encode_rle
 
-__all__ = ["REVOS_SPLIT", "write_frames", "write_samples", "write_revos", "write_refcoco", "write_videorefer",
-           "dump_json"]
+__all__ = [
+    "REVOS_SPLIT",
+    "write_frames",
+    "write_samples",
+    "write_revos",
+    "write_refcoco",
+    "write_videorefer",
+    "dump_json",
+]
 
-REVOS_SPLIT = {"train": "train", "val": "valid", "test": "test"}
+# ReVOS has only train and valid files; a synthetic split directory holds one split, so val and test both
+# use the evaluation name and the real ``revos`` reader reads them with split="valid".
+REVOS_SPLIT = {"train": "train", "val": "valid", "test": "valid"}
 REFER_PROTOCOL = 4
 
 
@@ -88,8 +97,12 @@ def write_revos(records: list[SceneRecord], root: Path, split: str) -> dict[str,
             next_anno += 1
         exps: dict[str, Any] = {}
         for q, e in enumerate(rec.revos):
-            entry: dict[str, Any] = {"exp": e["exp"], "obj_id": list(e["obj_ids"]),
-                                     "anno_id": [anno_of[i] for i in e["obj_ids"]], "type_id": e["type_id"]}
+            entry: dict[str, Any] = {
+                "exp": e["exp"],
+                "obj_id": list(e["obj_ids"]),
+                "anno_id": [anno_of[i] for i in e["obj_ids"]],
+                "type_id": e["type_id"],
+            }
             if "explanation" in e:
                 entry["explanation"] = e["explanation"]
             entry["sample_id"] = e["sample_id"]
@@ -124,9 +137,17 @@ def write_refcoco(records: list[SceneRecord], root: Path, split: str) -> dict[st
             ann_of[o.id] = ann_id
             ys, xs = np.nonzero(o.full[0])
             x1, y1, x2, y2 = int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())
-            anns.append({"id": ann_id, "image_id": img_id, "category_id": cat_id[o.spec.shape],
-                         "segmentation": [o.polygons[0]], "area": int(o.full[0].sum()),
-                         "bbox": [float(x1), float(y1), float(x2 - x1 + 1), float(y2 - y1 + 1)], "iscrowd": 0})
+            anns.append(
+                {
+                    "id": ann_id,
+                    "image_id": img_id,
+                    "category_id": cat_id[o.spec.shape],
+                    "segmentation": [o.polygons[0]],
+                    "area": int(o.full[0].sum()),
+                    "bbox": [float(x1), float(y1), float(x2 - x1 + 1), float(y2 - y1 + 1)],
+                    "iscrowd": 0,
+                }
+            )
         by_obj: dict[int, list[dict[str, Any]]] = {}
         for r in rec.refer:
             by_obj.setdefault(r["object"], []).append(r)
@@ -134,15 +155,41 @@ def write_refcoco(records: list[SceneRecord], root: Path, split: str) -> dict[st
             sents = []
             for r in by_obj[oid]:
                 sent_id += 1
-                sents.append({"sent_id": sent_id, "sent": r["sent"], "raw": r["sent"], "tokens": r["sent"].split(),
-                              "sample_id": r["sample_id"]})
-            refs.append({"ref_id": len(refs) + 1, "ann_id": ann_of[oid], "image_id": img_id,
-                         "category_id": cat_id[sc.objects[oid].spec.shape], "split": split,
-                         "file_name": file_name, "sent_ids": [s["sent_id"] for s in sents], "sentences": sents})
+                sents.append(
+                    {
+                        "sent_id": sent_id,
+                        "sent": r["sent"],
+                        "raw": r["sent"],
+                        "tokens": r["sent"].split(),
+                        "sample_id": r["sample_id"],
+                    }
+                )
+            refs.append(
+                {
+                    "ref_id": len(refs) + 1,
+                    "ann_id": ann_of[oid],
+                    "image_id": img_id,
+                    "category_id": cat_id[sc.objects[oid].spec.shape],
+                    "split": split,
+                    "file_name": file_name,
+                    "sent_ids": [s["sent_id"] for s in sents],
+                    "sentences": sents,
+                }
+            )
     out = root / "refer_seg" / "refcoco"
-    dump_json({"info": {"description": "unipixel synthetic world"}, "images": images, "annotations": anns,
-               "categories": cats}, out / "instances.json")
-    (out / "refs(unc).p").write_bytes(pickle.dumps(refs, protocol=REFER_PROTOCOL))
+    dump_json(
+        {
+            "info": {"description": "unipixel synthetic world"},
+            "images": images,
+            "annotations": anns,
+            "categories": cats,
+        },
+        out / "instances.json",
+    )
+    # pickle memoises by object identity, so strings shared or not (e.g. after a worker round trip) would
+    # change the bytes; a JSON round trip gives every value a fresh object: canonical, reproducible output.
+    canonical = json.loads(json.dumps(refs))
+    (out / "refs(unc).p").write_bytes(pickle.dumps(canonical, protocol=REFER_PROTOCOL))
     return {"images": len(images), "annotations": len(anns), "refs": len(refs), "sentences": sent_id}
 
 
@@ -151,8 +198,13 @@ def _annotation(rec: SceneRecord, obj_ids: list[int]) -> list[dict[str, Any]]:
     for i in obj_ids:
         o = rec.scene.objects[i]
         assert o.visible is not None
-        out.append({str(t): {"segmentation": encode_rle(o.visible[t])} for t in range(rec.scene.num_frames)
-                    if o.visible[t].any()})
+        out.append(
+            {
+                str(t): {"segmentation": encode_rle(o.visible[t])}
+                for t in range(rec.scene.num_frames)
+                if o.visible[t].any()
+            }
+        )
     return out
 
 
@@ -161,18 +213,45 @@ def write_videorefer(records: list[SceneRecord], root: Path) -> dict[str, int]:
     bench_q, bench_d, pixelqa = [], [], []
     for rec in records:
         for e in rec.bench_q:
-            bench_q.append({"id": len(bench_q), "video": rec.name, "Question": e["question"], "type": e["type"],
-                            "options": e["options"], "Answer": e["answer"], "frame_idx": str(e["frame_idx"]),
-                            "annotation": _annotation(rec, e["objects"]), "sample_id": e["sample_id"]})
+            bench_q.append(
+                {
+                    "id": len(bench_q),
+                    "video": rec.name,
+                    "Question": e["question"],
+                    "type": e["type"],
+                    "options": e["options"],
+                    "Answer": e["answer"],
+                    "frame_idx": str(e["frame_idx"]),
+                    "annotation": _annotation(rec, e["objects"]),
+                    "sample_id": e["sample_id"],
+                }
+            )
         for e in rec.bench_d:
-            bench_d.append({"id": len(bench_d), "video": rec.name, "caption": e["caption"],
-                            "frame_idx": str(e["frame_idx"]), "annotation": _annotation(rec, e["objects"]),
-                            "sample_id": e["sample_id"]})
+            bench_d.append(
+                {
+                    "id": len(bench_d),
+                    "video": rec.name,
+                    "caption": e["caption"],
+                    "frame_idx": str(e["frame_idx"]),
+                    "annotation": _annotation(rec, e["objects"]),
+                    "sample_id": e["sample_id"],
+                }
+            )
         for e in rec.pixelqa:
-            pixelqa.append({"id": len(pixelqa), "video": rec.name, "Question": e["question"], "type": e["type"],
-                            "options": e["options"], "Answer": e["answer"], "frame_idx": str(e["frame_idx"]),
-                            "annotation": _annotation(rec, e["objects"]), "prompt_kinds": e["prompt_kinds"],
-                            "sample_id": e["sample_id"]})
+            pixelqa.append(
+                {
+                    "id": len(pixelqa),
+                    "video": rec.name,
+                    "Question": e["question"],
+                    "type": e["type"],
+                    "options": e["options"],
+                    "Answer": e["answer"],
+                    "frame_idx": str(e["frame_idx"]),
+                    "annotation": _annotation(rec, e["objects"]),
+                    "prompt_kinds": e["prompt_kinds"],
+                    "sample_id": e["sample_id"],
+                }
+            )
     dump_json(bench_q, root / "videorefer" / "VideoRefer-Bench-Q.json")
     dump_json(bench_d, root / "videorefer" / "VideoRefer-Bench-D.json")
     dump_json(pixelqa, root / "pixelqa" / "VideoRefer-Bench-Q.json")

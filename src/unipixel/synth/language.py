@@ -40,7 +40,12 @@ __all__ = [
 
 ATTR_ORDER = ("size", "texture", "color", "shape")
 ORDINALS = {2: "second", 3: "third", 4: "fourth"}
-_SIDE_FROM = {"right": "left", "left": "right", "down": "top", "up": "bottom"}  # enter moving right = from left
+_SIDE_FROM = {
+    "right": "left",
+    "left": "right",
+    "down": "top",
+    "up": "bottom",
+}  # enter moving right = from left
 _EDGE_TO = {"right": "right", "left": "left", "down": "bottom", "up": "top"}
 
 
@@ -154,7 +159,9 @@ def _center(o: SceneObject, t: int = 0) -> tuple[float, float]:
     return float(o.centers[t, 0]), float(o.centers[t, 1])
 
 
-def _extreme(scene: Scene, group: list[SceneObject], axis: int, reverse: bool, margin: float) -> SceneObject | None:
+def _extreme(
+    scene: Scene, group: list[SceneObject], axis: int, reverse: bool, margin: float
+) -> SceneObject | None:
     """The group member extreme along ``axis`` if it beats the runner-up by ``margin`` px."""
     if len(group) < 2:
         return None
@@ -235,20 +242,32 @@ def referring_expressions(rng: np.random.Generator, scene: Scene) -> list[Expres
             seen.add(key)
             group = [o for o in objs if matches(o, cls)]
             noun = noun_phrase(cls)
-            for axis, rev, word in ((0, False, "leftmost"), (0, True, "rightmost"), (1, False, "topmost"),
-                                    (1, True, "bottommost")):
+            for axis, rev, word in (
+                (0, False, "leftmost"),
+                (0, True, "rightmost"),
+                (1, False, "topmost"),
+                (1, True, "bottommost"),
+            ):
                 ext = _extreme(scene, group, axis, rev, margin)
                 if ext is not None:
                     out.append(Expression(f"{word} {noun}", (ext.id,), "spatial"))
             if len(group) >= 3:
-                for axis, rev, side in ((0, False, "left"), (0, True, "right"), (1, False, "top"), (1, True, "bottom")):
+                for axis, rev, side in (
+                    (0, False, "left"),
+                    (0, True, "right"),
+                    (1, False, "top"),
+                    (1, True, "bottom"),
+                ):
                     ranked = sorted(group, key=lambda o: _center(o)[axis], reverse=rev)
                     gaps = [abs(_center(a)[axis] - _center(b)[axis]) for a, b in itertools.pairwise(ranked)]
                     if min(gaps) >= margin:
                         k = int(rng.integers(2, len(ranked) + 1))
                         if k in ORDINALS:
-                            out.append(Expression(f"{ORDINALS[k]} {noun} from the {side}", (ranked[k - 1].id,),
-                                                  "ordinal"))
+                            out.append(
+                                Expression(
+                                    f"{ORDINALS[k]} {noun} from the {side}", (ranked[k - 1].id,), "ordinal"
+                                )
+                            )
             # relations: "<noun> to the left of <anchor>"
             for anchor in objs:
                 for rel in ("left", "right", "above", "below"):
@@ -257,8 +276,13 @@ def referring_expressions(rng: np.random.Generator, scene: Scene) -> list[Expres
                     if None in verdicts or verdicts.count(True) != 1:
                         continue
                     target = cands[verdicts.index(True)]
-                    out.append(Expression(f"{noun} {_REL_TEXT[rel]} the {_short_unique(rng, scene, anchor)}",
-                                          (target.id,), "relation"))
+                    out.append(
+                        Expression(
+                            f"{noun} {_REL_TEXT[rel]} the {_short_unique(rng, scene, anchor)}",
+                            (target.id,),
+                            "relation",
+                        )
+                    )
     else:
         for o in objs:
             for cls in [{}] + [d for d in _descs(o) if len(d) == 1]:
@@ -267,7 +291,10 @@ def referring_expressions(rng: np.random.Generator, scene: Scene) -> list[Expres
                 if same != [o]:
                     continue
                 clause = _motion_ref(o)
-                if {"exit", "leaving"} == {o.motion, *(p.motion for p in group if p.motion in ("exit", "leaving"))}:
+                if {"exit", "leaving"} == {
+                    o.motion,
+                    *(p.motion for p in group if p.motion in ("exit", "leaving")),
+                }:
                     continue  # "leaves" vs "is about to leave" side by side would be a fine distinction
                 if o.motion == "linear":
                     verdicts = [_moves_dir(p, str(o.direction)) for p in group]
@@ -334,9 +361,14 @@ def reasoning_queries(scene: Scene) -> list[Reasoning]:
                 if len(set(others)) == 1 and others[0] != v:
                     only = f"{v} object" if attr == "color" else v
                     shown = others[0] if attr == "color" else _plural(others[0])
-                    out.append(Reasoning(
-                        f"Which object has a different {word} from all the others?", (o.id,),
-                        f"The {full_np(o)} is the only {only}; the others are all {shown}.", f"odd_{attr}"))
+                    out.append(
+                        Reasoning(
+                            f"Which object has a different {word} from all the others?",
+                            (o.id,),
+                            f"The {full_np(o)} is the only {only}; the others are all {shown}.",
+                            f"odd_{attr}",
+                        )
+                    )
         values = [o.spec.shape for o in objs]
         counts = {s: values.count(s) for s in set(values)}
         top = max(counts.values())
@@ -344,48 +376,88 @@ def reasoning_queries(scene: Scene) -> list[Reasoning]:
         if attr == "shape" and top >= 2 and len(winners) == 1 and len(objs) >= 3:
             s = winners[0]
             ids = tuple(o.id for o in objs if o.spec.shape == s)
-            out.append(Reasoning(f"Which shape appears most often in the {where}? Segment all of those objects.",
-                                 ids, f"There are {top} {_plural(s)}, more than any other shape.", "count_most"))
+            out.append(
+                Reasoning(
+                    f"Which shape appears most often in the {where}? Segment all of those objects.",
+                    ids,
+                    f"There are {top} {_plural(s)}, more than any other shape.",
+                    "count_most",
+                )
+            )
     larges = [o for o in objs if o.spec.size == "large"]
     smalls = [o for o in objs if o.spec.size == "small"]
     if larges and smalls:
         a, b = larges[0], smalls[-1]
         first, second = (a, b) if (a.id + b.id) % 2 == 0 else (b, a)
-        out.append(Reasoning(f"Which is larger, the {full_np(first)} or the {full_np(second)}?", (a.id,),
-                             f"The {full_np(a)} is larger than the {full_np(b)}.", "compare_size"))
+        out.append(
+            Reasoning(
+                f"Which is larger, the {full_np(first)} or the {full_np(second)}?",
+                (a.id,),
+                f"The {full_np(a)} is larger than the {full_np(b)}.",
+                "compare_size",
+            )
+        )
     if scene.is_image and len(objs) >= 3:
         for anchor in objs:
-            others = sorted((p for p in objs if p.id != anchor.id),
-                            key=lambda p: float(np.hypot(*(p.centers[0] - anchor.centers[0]))))
+            others = sorted(
+                (p for p in objs if p.id != anchor.id),
+                key=lambda p: float(np.hypot(*(p.centers[0] - anchor.centers[0]))),
+            )
             d0 = float(np.hypot(*(others[0].centers[0] - anchor.centers[0])))
             d1 = float(np.hypot(*(others[1].centers[0] - anchor.centers[0])))
             if d1 - d0 >= 8:
-                out.append(Reasoning(f"Which object is closest to the {full_np(anchor)}?", (others[0].id,),
-                                     f"The {full_np(others[0])} is the nearest object to the {full_np(anchor)}.",
-                                     "closest"))
+                out.append(
+                    Reasoning(
+                        f"Which object is closest to the {full_np(anchor)}?",
+                        (others[0].id,),
+                        f"The {full_np(others[0])} is the nearest object to the {full_np(anchor)}.",
+                        "closest",
+                    )
+                )
                 break
     if not scene.is_image:
         for kind, q, why in (
-            ("exit", "Which object leaves the frame before the video ends?", "moves {d} and leaves the frame."),
+            (
+                "exit",
+                "Which object leaves the frame before the video ends?",
+                "moves {d} and leaves the frame.",
+            ),
             ("enter", "Which object is not visible at the start of the video?", "enters the frame later."),
-            ("leaving", "Which object is about to leave the frame?",
-             "is moving {d} and is already partly outside the frame."),
+            (
+                "leaving",
+                "Which object is about to leave the frame?",
+                "is moving {d} and is already partly outside the frame.",
+            ),
         ):
             ids = [o for o in objs if o.motion == kind]
             if len(ids) == 1:
                 o = ids[0]
-                out.append(Reasoning(q, (o.id,), f"The {full_np(o)} {why.format(d=o.direction)}", f"event_{kind}"))
+                out.append(
+                    Reasoning(q, (o.id,), f"The {full_np(o)} {why.format(d=o.direction)}", f"event_{kind}")
+                )
         statics = [o for o in objs if o.motion == "static"]
         if len(statics) == 1 and len(objs) >= 2:
             o = statics[0]
-            out.append(Reasoning("Which object does not move at all?", (o.id,),
-                                 f"The {full_np(o)} stays still while the others move.", "still"))
+            out.append(
+                Reasoning(
+                    "Which object does not move at all?",
+                    (o.id,),
+                    f"The {full_np(o)} stays still while the others move.",
+                    "still",
+                )
+            )
         if len(objs) >= 2:
             ranked = sorted(objs, key=lambda o: o.speed, reverse=True)
             if ranked[0].speed >= 1.5 * ranked[1].speed and ranked[0].speed > 0:
                 o = ranked[0]
-                out.append(Reasoning("Which object moves the fastest?", (o.id,),
-                                     f"The {full_np(o)} moves faster than every other object.", "fastest"))
+                out.append(
+                    Reasoning(
+                        "Which object moves the fastest?",
+                        (o.id,),
+                        f"The {full_np(o)} moves faster than every other object.",
+                        "fastest",
+                    )
+                )
         occ = [(o, _max_occlusion(o)) for o in objs]
         hidden = [o for o, v in occ if v >= 0.5]
         if len(hidden) == 1 and all(v == 0.0 for o, v in occ if o.id != hidden[0].id):
@@ -393,10 +465,18 @@ def reasoning_queries(scene: Scene) -> list[Reasoning]:
             assert o.visible is not None
             t = max(range(scene.num_frames), key=o.occlusion_ratio)
             assert o.full is not None
-            cover = max((p for p in objs if p.id != o.id and p.depth > o.depth),
-                        key=lambda p: int((p.full[t] & o.full[t]).sum()) if p.full is not None else 0)
-            out.append(Reasoning("Which object gets hidden behind another object?", (o.id,),
-                                 f"The {full_np(o)} passes behind the {full_np(cover)}.", "occluded"))
+            cover = max(
+                (p for p in objs if p.id != o.id and p.depth > o.depth),
+                key=lambda p: int((p.full[t] & o.full[t]).sum()) if p.full is not None else 0,
+            )
+            out.append(
+                Reasoning(
+                    "Which object gets hidden behind another object?",
+                    (o.id,),
+                    f"The {full_np(o)} passes behind the {full_np(cover)}.",
+                    "occluded",
+                )
+            )
     return out
 
 
@@ -410,8 +490,15 @@ def _others(rng: np.random.Generator, pool: list[str], answer: str, k: int = 3) 
 
 
 _MOTION_POOL = [
-    "staying still", "moving left", "moving right", "moving up", "moving down", "bouncing left and right",
-    "bouncing up and down", "entering the frame from the left", "leaving the frame at the right",
+    "staying still",
+    "moving left",
+    "moving right",
+    "moving up",
+    "moving down",
+    "bouncing left and right",
+    "bouncing up and down",
+    "entering the frame from the left",
+    "leaving the frame at the right",
 ]
 
 
@@ -421,11 +508,24 @@ def region_questions(rng: np.random.Generator, scene: Scene, ids: tuple[int, ...
     out: list[QA] = []
     if len(objs) == 1:
         o = objs[0]
-        out.append(QA("What colour is {0}?", o.spec.color, _others(rng, list(COLORS), o.spec.color), ids, "color"))
-        out.append(QA("What shape is {0}?", o.spec.shape, _others(rng, list(SHAPES), o.spec.shape), ids, "shape"))
-        out.append(QA("Is {0} small or large?", o.spec.size, _others(rng, list(SIZES), o.spec.size, 1), ids, "size"))
-        out.append(QA("What is the texture of {0}?", o.spec.texture,
-                      _others(rng, list(TEXTURES), o.spec.texture, 2), ids, "texture"))
+        out.append(
+            QA("What colour is {0}?", o.spec.color, _others(rng, list(COLORS), o.spec.color), ids, "color")
+        )
+        out.append(
+            QA("What shape is {0}?", o.spec.shape, _others(rng, list(SHAPES), o.spec.shape), ids, "shape")
+        )
+        out.append(
+            QA("Is {0} small or large?", o.spec.size, _others(rng, list(SIZES), o.spec.size, 1), ids, "size")
+        )
+        out.append(
+            QA(
+                "What is the texture of {0}?",
+                o.spec.texture,
+                _others(rng, list(TEXTURES), o.spec.texture, 2),
+                ids,
+                "texture",
+            )
+        )
         if not scene.is_image:
             m = motion_phrase(o)
             pool = [p for p in _MOTION_POOL if p != m] + [m]
@@ -434,23 +534,48 @@ def region_questions(rng: np.random.Generator, scene: Scene, ids: tuple[int, ...
         a, b = objs[:2]
         yn = ("yes", "no")
         same_c = "yes" if a.spec.color == b.spec.color else "no"
-        out.append(QA("Do {0} and {1} have the same colour?", same_c, yn if same_c == "yes" else yn[::-1], ids,
-                      "same_color"))
+        out.append(
+            QA(
+                "Do {0} and {1} have the same colour?",
+                same_c,
+                yn if same_c == "yes" else yn[::-1],
+                ids,
+                "same_color",
+            )
+        )
         same_s = "yes" if a.spec.shape == b.spec.shape else "no"
-        out.append(QA("Do {0} and {1} have the same shape?", same_s, yn if same_s == "yes" else yn[::-1], ids,
-                      "same_shape"))
+        out.append(
+            QA(
+                "Do {0} and {1} have the same shape?",
+                same_s,
+                yn if same_s == "yes" else yn[::-1],
+                ids,
+                "same_shape",
+            )
+        )
         if a.spec.size != b.spec.size:
             ans = "yes" if a.spec.size == "large" else "no"
-            out.append(QA("Is {0} larger than {1}?", ans, yn if ans == "yes" else yn[::-1], ids, "compare_size"))
+            out.append(
+                QA("Is {0} larger than {1}?", ans, yn if ans == "yes" else yn[::-1], ids, "compare_size")
+            )
         if scene.is_image:
             v = _relation_holds(a, b, "left")
             if v is not None:
                 ans = "yes" if v else "no"
-                out.append(QA("Is {0} to the left of {1}?", ans, yn if ans == "yes" else yn[::-1], ids, "left_of"))
+                out.append(
+                    QA("Is {0} to the left of {1}?", ans, yn if ans == "yes" else yn[::-1], ids, "left_of")
+                )
         else:
             same_m = "yes" if motion_phrase(a) == motion_phrase(b) else "no"
-            out.append(QA("Do {0} and {1} move in the same way?", same_m, yn if same_m == "yes" else yn[::-1], ids,
-                          "same_motion"))
+            out.append(
+                QA(
+                    "Do {0} and {1} move in the same way?",
+                    same_m,
+                    yn if same_m == "yes" else yn[::-1],
+                    ids,
+                    "same_motion",
+                )
+            )
     return out
 
 

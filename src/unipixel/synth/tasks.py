@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 
 from ..data.schema import MediaRef, ObjectAnnotation, Sample, Turn, VisualPrompt
-from ..visual_prompts import mask_center_point
 from .language import (
     QA,
     Expression,
@@ -33,7 +32,7 @@ from .language import (
     referring_expressions,
     region_questions,
 )
-from .world import Scene, SceneObject, encode_rle
+from .world import Scene, SceneObject, encode_rle, mask_center
 
 __all__ = ["SceneRecord", "build_scene_samples", "SEG_RESPONSES", "LETTERS"]
 
@@ -111,12 +110,20 @@ class _Ctx:
     def choice(self, items: list[Any]) -> Any:
         return items[int(self.rng.integers(len(items)))]
 
-    def sample(self, task: str, conv: list[tuple[str, str]], objects: list[ObjectAnnotation], **meta: Any) -> Sample:
+    def sample(
+        self, task: str, conv: list[tuple[str, str]], objects: list[ObjectAnnotation], **meta: Any
+    ) -> Sample:
         sid = f"{self.prefix}-{self.rec.name}-{self._n:02d}-{task}"
         self._n += 1
         turns = [Turn("user" if i % 2 == 0 else "assistant", text) for i, (_, text) in enumerate(conv)]
-        s = Sample(id=sid, task=task, media=self.rec.media, conversation=turns, objects=objects,
-                   meta={"source": "synthetic", "scene": self.rec.name, "split": self.split, **meta})
+        s = Sample(
+            id=sid,
+            task=task,
+            media=self.rec.media,
+            conversation=turns,
+            objects=objects,
+            meta={"source": "synthetic", "scene": self.rec.name, "split": self.split, **meta},
+        )
         self.rec.samples.append(s)
         return s
 
@@ -153,8 +160,8 @@ class _Ctx:
                 ys, xs = np.nonzero(m)
                 j = int(self.rng.integers(xs.size))
                 return VisualPrompt("point", frame, point=[float(xs[j]), float(ys[j])])
-            c = mask_center_point(m).coords.reshape(-1).tolist()
-            return VisualPrompt("point", frame, point=[float(c[0]), float(c[1])])
+            x, y = mask_center(m)
+            return VisualPrompt("point", frame, point=[float(x), float(y)])
         if kind == "box":
             b = o.bbox(frame)
             assert b is not None
@@ -209,9 +216,14 @@ def _ref_seg(ctx: _Ctx) -> None:
     for e in chosen:
         o = ctx.scene.objects[e.targets[0]]
         q = ctx.pick(templates, 1).format(e.text)
-        s = ctx.sample("ref_seg", [("u", q), ("a", ctx.pick(SEG_RESPONSES))],
-                       [ObjectAnnotation(0, ctx.seg_masks(e.targets), attributes=ctx.attrs(o))],
-                       expression=e.text, expression_type=e.kind, targets=list(e.targets))
+        s = ctx.sample(
+            "ref_seg",
+            [("u", q), ("a", ctx.pick(SEG_RESPONSES))],
+            [ObjectAnnotation(0, ctx.seg_masks(e.targets), attributes=ctx.attrs(o))],
+            expression=e.text,
+            expression_type=e.kind,
+            targets=list(e.targets),
+        )
         if ctx.scene.is_image:
             ctx.rec.refer.append({"object": o.id, "sent": e.text, "sample_id": s.id})
         else:
@@ -221,19 +233,40 @@ def _ref_seg(ctx: _Ctx) -> None:
         e = ctx.choice(multi)
         if ctx.rng.random() < 0.5:  # reference convention: one <|seg|> for the union of all targets
             q = ctx.pick(templates, 1).format(e.text)
-            s = ctx.sample("ref_seg", [("u", q), ("a", ctx.pick(SEG_RESPONSES))],
-                           [ObjectAnnotation(0, ctx.seg_masks(e.targets), attributes=_union_attrs(ctx.scene, e.targets))],
-                           expression=e.text, expression_type=e.kind, targets=list(e.targets), multi="union")
+            s = ctx.sample(
+                "ref_seg",
+                [("u", q), ("a", ctx.pick(SEG_RESPONSES))],
+                [
+                    ObjectAnnotation(
+                        0, ctx.seg_masks(e.targets), attributes=_union_attrs(ctx.scene, e.targets)
+                    )
+                ],
+                expression=e.text,
+                expression_type=e.kind,
+                targets=list(e.targets),
+                multi="union",
+            )
             if not ctx.scene.is_image:
-                ctx.rec.revos.append({"exp": e.text, "obj_ids": list(e.targets), "type_id": 0, "sample_id": s.id})
+                ctx.rec.revos.append(
+                    {"exp": e.text, "obj_ids": list(e.targets), "type_id": 0, "sample_id": s.id}
+                )
         else:  # one mask per object with IDs, IDs given left to right
             ids = ordered_left_to_right(ctx.scene, e.targets)
             q = f"Please segment each of the {e.text} in this {ctx.where} with IDs, from left to right."
             a = " ".join(f"[{k}] <|seg|>" for k in range(len(ids)))
-            objs = [ObjectAnnotation(k, ctx.seg_masks([i]), attributes=ctx.attrs(ctx.scene.objects[i]))
-                    for k, i in enumerate(ids)]
-            ctx.sample("ref_seg", [("u", q), ("a", a)], objs, expression=e.text, expression_type=e.kind,
-                       targets=list(ids), multi="ids")
+            objs = [
+                ObjectAnnotation(k, ctx.seg_masks([i]), attributes=ctx.attrs(ctx.scene.objects[i]))
+                for k, i in enumerate(ids)
+            ]
+            ctx.sample(
+                "ref_seg",
+                [("u", q), ("a", a)],
+                objs,
+                expression=e.text,
+                expression_type=e.kind,
+                targets=list(ids),
+                multi="ids",
+            )
 
 
 def _reason_seg(ctx: _Ctx) -> None:
@@ -243,12 +276,30 @@ def _reason_seg(ctx: _Ctx) -> None:
     r = ctx.choice(rs)
     q = ctx.pick(SEG_EXPLANATORY_PROMPTS).format(r.question)
     a = f"{ctx.pick(SEG_RESPONSES)} {r.explanation}"
-    attrs = ctx.attrs(ctx.scene.objects[r.targets[0]]) if len(r.targets) == 1 else _union_attrs(ctx.scene, r.targets)
-    s = ctx.sample("reason_seg", [("u", q), ("a", a)], [ObjectAnnotation(0, ctx.seg_masks(r.targets), attributes=attrs)],
-                   query=r.question, explanation=r.explanation, reasoning_type=r.kind, targets=list(r.targets))
+    attrs = (
+        ctx.attrs(ctx.scene.objects[r.targets[0]])
+        if len(r.targets) == 1
+        else _union_attrs(ctx.scene, r.targets)
+    )
+    s = ctx.sample(
+        "reason_seg",
+        [("u", q), ("a", a)],
+        [ObjectAnnotation(0, ctx.seg_masks(r.targets), attributes=attrs)],
+        query=r.question,
+        explanation=r.explanation,
+        reasoning_type=r.kind,
+        targets=list(r.targets),
+    )
     if not ctx.scene.is_image:
-        ctx.rec.revos.append({"exp": r.question, "obj_ids": list(r.targets), "type_id": 1,
-                              "explanation": r.explanation, "sample_id": s.id})
+        ctx.rec.revos.append(
+            {
+                "exp": r.question,
+                "obj_ids": list(r.targets),
+                "type_id": 1,
+                "explanation": r.explanation,
+                "sample_id": s.id,
+            }
+        )
 
 
 def _region_caption(ctx: _Ctx) -> None:
@@ -283,12 +334,16 @@ def _region_qa(ctx: _Ctx) -> None:
     frames = _prompt_frames(ctx, objs)
     frame = frames[0]
     if kind == "mask":
-        anns = [ObjectAnnotation(k, ctx.region_masks(o), ctx.visual_prompt(o, "mask", f), ctx.attrs(o))
-                for k, (o, f) in enumerate(zip(objs, frames, strict=True))]
+        anns = [
+            ObjectAnnotation(k, ctx.region_masks(o), ctx.visual_prompt(o, "mask", f), ctx.attrs(o))
+            for k, (o, f) in enumerate(zip(objs, frames, strict=True))
+        ]
         question = _fill(qa.question, len(objs), "mask")
     else:
-        anns = [ObjectAnnotation(k, {}, ctx.visual_prompt(o, kind, f), ctx.attrs(o))
-                for k, (o, f) in enumerate((o, ctx.prompt_frame(o)) for o in objs)]
+        anns = [
+            ObjectAnnotation(k, {}, ctx.visual_prompt(o, kind, f), ctx.attrs(o))
+            for k, (o, f) in enumerate((o, ctx.prompt_frame(o)) for o in objs)
+        ]
         question = _fill(qa.question, len(objs), "ref")
     meta: dict[str, Any] = {"prompt_kind": kind, "question_type": qa.kind, "answer_text": qa.answer}
     if ctx.scene.is_image:  # short answers on images
@@ -298,17 +353,30 @@ def _region_qa(ctx: _Ctx) -> None:
     text = question + "\nOptions:\n" + "\n".join(lines) + "\n" + BEST_OPTION
     s = ctx.sample("region_qa", [("u", text), ("a", answer_line)], anns, options=lines, answer=letter, **meta)
     if kind == "mask" and len(set(frames)) == 1:
-        ctx.rec.bench_q.append({"sample_id": s.id, "question": _fill(qa.question, len(objs), "videorefer"),
-                                "options": lines, "answer": answer_line, "type": qa.kind, "frame_idx": frame,
-                                "objects": list(ids)})
+        ctx.rec.bench_q.append(
+            {
+                "sample_id": s.id,
+                "question": _fill(qa.question, len(objs), "videorefer"),
+                "options": lines,
+                "answer": answer_line,
+                "type": qa.kind,
+                "frame_idx": frame,
+                "objects": list(ids),
+            }
+        )
 
 
 def _prompt_frames(ctx: _Ctx, objs: list[SceneObject]) -> list[int]:
     """One prompt frame for all objects where they are all well visible (VideoRefer/PixelQA use a single
     ``frame_idx``); otherwise each object's own prompt frame."""
-    good = [t for t in range(ctx.scene.num_frames)
-            if all(o.visible_area(t) >= 0.5 * max(o.visible_area(u) for u in range(ctx.scene.num_frames))
-                   for o in objs)]
+    good = [
+        t
+        for t in range(ctx.scene.num_frames)
+        if all(
+            o.visible_area(t) >= 0.5 * max(o.visible_area(u) for u in range(ctx.scene.num_frames))
+            for o in objs
+        )
+    ]
     if good:
         t = int(ctx.choice(good))
         return [t] * len(objs)
@@ -322,21 +390,39 @@ def _pixelqa(ctx: _Ctx) -> None:
     frames = _prompt_frames(ctx, objs)
     frame = frames[0]
     kinds = [ctx.choice(["point", "box"]) for _ in objs]
-    anns = [ObjectAnnotation(k, ctx.seg_masks([o.id]), ctx.visual_prompt(o, kd, f), ctx.attrs(o))
-            for k, (o, kd, f) in enumerate(zip(objs, kinds, frames, strict=True))]
+    anns = [
+        ObjectAnnotation(k, ctx.seg_masks([o.id]), ctx.visual_prompt(o, kd, f), ctx.attrs(o))
+        for k, (o, kd, f) in enumerate(zip(objs, kinds, frames, strict=True))
+    ]
     lines, letter, answer_line = _mc(ctx, qa)
     opts = "\nOptions:\n" + "\n".join(lines)
     mem_question = _fill(qa.question, len(objs), "ref") + opts
     turn1 = ctx.pick(MEM_SEG_PROMPTS).format(mem_question)
     seg = " ".join(f"[{k}] <|seg|>" for k in range(len(objs)))
     turn2 = _fill(qa.question, len(objs), "mask") + opts + "\n" + BEST_OPTION
-    s = ctx.sample("pixelqa", [("u", turn1), ("a", seg), ("u", turn2), ("a", answer_line)], anns,
-                   options=lines, answer=letter, answer_text=qa.answer, question_type=qa.kind,
-                   prompt_kinds=kinds)
+    s = ctx.sample(
+        "pixelqa",
+        [("u", turn1), ("a", seg), ("u", turn2), ("a", answer_line)],
+        anns,
+        options=lines,
+        answer=letter,
+        answer_text=qa.answer,
+        question_type=qa.kind,
+        prompt_kinds=kinds,
+    )
     if not ctx.scene.is_image and len(set(frames)) == 1:
-        ctx.rec.pixelqa.append({"sample_id": s.id, "question": _fill(qa.question, len(objs), "videorefer"),
-                                "options": lines, "answer": answer_line, "type": qa.kind, "frame_idx": frame,
-                                "objects": list(ids), "prompt_kinds": kinds})
+        ctx.rec.pixelqa.append(
+            {
+                "sample_id": s.id,
+                "question": _fill(qa.question, len(objs), "videorefer"),
+                "options": lines,
+                "answer": answer_line,
+                "type": qa.kind,
+                "frame_idx": frame,
+                "objects": list(ids),
+                "prompt_kinds": kinds,
+            }
+        )
 
 
 def _general_qa(ctx: _Ctx) -> None:
@@ -347,12 +433,20 @@ def _general_qa(ctx: _Ctx) -> None:
     else:
         q = f"Is there a {phrase} in this {ctx.where}?"
     a = f"No, the {phrase} is not present in this {ctx.where}."
-    s = ctx.sample("general_qa", [("u", q), ("a", a)], [], question_type="absent", expression=phrase,
-                   answer_text="not present")
+    s = ctx.sample(
+        "general_qa",
+        [("u", q), ("a", a)],
+        [],
+        question_type="absent",
+        expression=phrase,
+        answer_text="not present",
+    )
     if not ctx.scene.is_image:
         ctx.rec.revos.append({"exp": phrase, "obj_ids": [], "type_id": 0, "sample_id": s.id})
     c: QA = ctx.choice(counting_questions(ctx.scene))
-    ctx.sample("general_qa", [("u", c.question), ("a", c.answer)], [], question_type="count", answer_text=c.answer)
+    ctx.sample(
+        "general_qa", [("u", c.question), ("a", c.answer)], [], question_type="count", answer_text=c.answer
+    )
 
 
 def build_scene_samples(rec: SceneRecord, rng: np.random.Generator, split: str, prefix: str) -> SceneRecord:

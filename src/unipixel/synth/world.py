@@ -36,6 +36,7 @@ __all__ = [
     "rasterize_polygon",
     "encode_rle",
     "decode_rle",
+    "mask_center",
     "make_image_scene",
     "make_video_scene",
 ]
@@ -96,6 +97,7 @@ class SceneObject:
     full: np.ndarray | None = field(default=None, repr=False)  # (T, H, W) bool, polygon clipped to frame
     visible: np.ndarray | None = field(default=None, repr=False)  # (T, H, W) bool, after occlusion
     polygons: list[list[float]] = field(default_factory=list, repr=False)  # per frame flat [x0, y0, x1, ...]
+    _bbox: dict[int, tuple[int, int, int, int] | None] = field(default_factory=dict, repr=False)
 
     # --- derived facts used by language and tests
     def visible_area(self, t: int) -> int:
@@ -115,10 +117,12 @@ class SceneObject:
     def bbox(self, t: int) -> tuple[int, int, int, int] | None:
         """Inclusive (x1, y1, x2, y2) of the visible mask on frame ``t``."""
         assert self.visible is not None
-        ys, xs = np.nonzero(self.visible[t])
-        if xs.size == 0:
-            return None
-        return int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())
+        if t not in self._bbox:  # language asks for boxes many times (relations): masks never change
+            ys, xs = np.nonzero(self.visible[t])
+            self._bbox[t] = (
+                None if xs.size == 0 else (int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max()))
+            )
+        return self._bbox[t]
 
 
 @dataclass
@@ -153,7 +157,10 @@ class SceneConfig:
 
 
 def _regular(n: int, r: float = 1.0, phase: float = -math.pi / 2) -> list[tuple[float, float]]:
-    return [(r * math.cos(phase + 2 * math.pi * i / n), r * math.sin(phase + 2 * math.pi * i / n)) for i in range(n)]
+    return [
+        (r * math.cos(phase + 2 * math.pi * i / n), r * math.sin(phase + 2 * math.pi * i / n))
+        for i in range(n)
+    ]
 
 
 def _unit_polygon(shape: str) -> list[tuple[float, float]]:
@@ -173,7 +180,20 @@ def _unit_polygon(shape: str) -> list[tuple[float, float]]:
         return _regular(6, 0.95, phase=0.0)
     if shape == "cross":
         a, b = 0.95, 0.33
-        return [(-b, -a), (b, -a), (b, -b), (a, -b), (a, b), (b, b), (b, a), (-b, a), (-b, b), (-a, b), (-a, -b), (-b, -b)]
+        return [
+            (-b, -a),
+            (b, -a),
+            (b, -b),
+            (a, -b),
+            (a, b),
+            (b, b),
+            (b, a),
+            (-b, a),
+            (-b, b),
+            (-a, b),
+            (-a, -b),
+            (-b, -b),
+        ]
     raise ValueError(f"unknown shape {shape!r}; known: {SHAPES}")
 
 
@@ -203,6 +223,30 @@ def decode_rle(rle: dict[str, Any]) -> np.ndarray:
     return mask_utils.decode(r).astype(bool)
 
 
+def mask_center(mask: np.ndarray) -> tuple[int, int]:
+    """(x, y) of the mask pixel farthest from the background, the frame border counting as background.
+
+    Same answer as :func:`unipixel.visual_prompts.mask_center_point` (SAM 2's 'center' point: exact L2
+    distance transform of the zero-padded mask, first maximum in raster order) but numpy-only, so scene
+    generation never runs torch (torch thread pools do not survive ``fork`` into worker processes).  Exact
+    because the background pixel nearest to a foreground pixel always touches the foreground (a step from
+    it towards the foreground pixel would otherwise be a nearer background pixel).
+    """
+    m = np.pad(np.asarray(mask, dtype=bool), 1)
+    if not m.any():
+        raise ValueError("mask_center: the mask is empty")
+    near = np.zeros_like(m)
+    near[1:] |= m[:-1]
+    near[:-1] |= m[1:]
+    near[:, 1:] |= m[:, :-1]
+    near[:, :-1] |= m[:, 1:]
+    by, bx = np.nonzero(near & ~m)
+    fy, fx = np.nonzero(m)  # raster order, as argmax scans
+    d2 = ((fy[:, None] - by[None, :]) ** 2 + (fx[:, None] - bx[None, :]) ** 2).min(axis=1)
+    k = int(np.argmax(d2))
+    return int(fx[k]) - 1, int(fy[k]) - 1
+
+
 # ---------------------------------------------------------------------------------------------- rendering
 
 
@@ -227,7 +271,9 @@ def _alt_color(texture: str, rgb: tuple[int, int, int]) -> np.ndarray:
     return np.clip(np.round(alt), 0, 255).astype(np.uint8)
 
 
-def _render(scene_objects: list[SceneObject], t_count: int, h: int, w: int, bg: tuple[int, int, int]) -> np.ndarray:
+def _render(
+    scene_objects: list[SceneObject], t_count: int, h: int, w: int, bg: tuple[int, int, int]
+) -> np.ndarray:
     """Rasterise every object on every frame, resolve occlusion by depth, paint pixels; returns frames."""
     period = max(4, int(round(min(h, w) / 19)))
     frames = np.empty((t_count, h, w, 3), dtype=np.uint8)
@@ -286,7 +332,9 @@ def _sample_specs(rng: np.random.Generator, n: int) -> list[ObjectSpec]:
             free = [c for c in COLORS if c not in used] or list(COLORS)
             spec = ObjectSpec(spec.shape, free[rng.integers(len(free))], spec.size, spec.texture)
             if spec in specs:
-                spec = ObjectSpec(spec.shape, spec.color, "large" if spec.size == "small" else "small", spec.texture)
+                spec = ObjectSpec(
+                    spec.shape, spec.color, "large" if spec.size == "small" else "small", spec.texture
+                )
         specs.append(spec)
     return specs
 
@@ -429,7 +477,9 @@ def make_video_scene(rng: np.random.Generator, cfg: SceneConfig) -> Scene:
 
 def _clearly_visible(o: SceneObject) -> bool:
     assert o.full is not None and o.visible is not None
-    unclipped = max(1, int(rasterize_polygon(shape_polygon(o.spec.shape, 200.0, 200.0, o.radius), 400, 400).sum()))
+    unclipped = max(
+        1, int(rasterize_polygon(shape_polygon(o.spec.shape, 200.0, 200.0, o.radius), 400, 400).sum())
+    )
     return int(o.visible.reshape(o.visible.shape[0], -1).sum(1).max()) >= 0.8 * unclipped
 
 

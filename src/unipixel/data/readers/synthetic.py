@@ -5,7 +5,7 @@ videos), with media paths made absolute.  The other formats read the reference-f
 writes next to it, the way the reference's loaders read the real datasets (reference-design §5, §7), so the
 two views can be checked against each other and the reference-format code paths exercised on synthetic data:
 
-* ``"revos"``: ``videos/meta_expressions_{train|valid|test}_.json`` + ``videos/mask_dict.json``; one
+* ``"revos"``: ``videos/meta_expressions_{train|valid}_.json`` (val and test both use ``valid``) + ``videos/mask_dict.json``; one
   ``ref_seg`` (type_id 0) or ``reason_seg`` (type_id 1) sample per expression with a target, GT = union of
   the expression's anno_ids per frame (empty frames included), evaluation templates; expressions without a
   target are skipped (as the reference does in training).
@@ -31,7 +31,7 @@ import pycocotools.mask as mask_utils
 from ..registry import register_reader
 from ..schema import MediaRef, ObjectAnnotation, Sample, Turn, VisualPrompt
 
-_REVOS_SPLIT = {"train": "train", "val": "valid", "test": "test"}
+_REVOS_SPLIT = {"train": "train", "val": "valid", "test": "valid"}
 _EMPTY_CACHE: dict[tuple[int, int], dict[str, Any]] = {}
 
 
