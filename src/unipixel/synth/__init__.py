@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
@@ -109,7 +110,9 @@ def build_records(opts: SynthOptions, workers: int = 1) -> list[SceneRecord]:
         jobs += [(opts, kind, list(range(s, min(n, s + step)))) for s in range(0, n, step)]
     if workers <= 1:
         return [r for job in jobs for r in _build_chunk(job)]
-    with ProcessPoolExecutor(max_workers=workers) as ex:
+    # "spawn", not the Linux default "fork": a forked child inherits torch's thread-pool locks (the package
+    # imports torch) and can deadlock on them.
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as ex:
         return [r for chunk in ex.map(_build_chunk, jobs) for r in chunk]
 
 
