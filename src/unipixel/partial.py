@@ -17,6 +17,7 @@ re-drawn at load; pass ``seed=`` to make that reproducible.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -90,12 +91,18 @@ def load_partial(
     base = _find(config.base_model_path, ckpt_dir, "base_model_path", base_model_path)
     if seed is not None:
         torch.manual_seed(seed)
-    from .checkpoint import KEY_MAPPING
+    from .checkpoint import KEY_MAPPING, load_unipixel
 
-    model = cls._from_pretrained_hf(base, config=config, key_mapping=dict(KEY_MAPPING), **kwargs)
-    if config.sam2_checkpoint or sam2_checkpoint is not None:
-        load_sam2_pt(model, _find(config.sam2_checkpoint, ckpt_dir, "sam2_checkpoint", sam2_checkpoint))
-    init_unipixel_parameters(model)
+    base_type = json.loads((base / "config.json").read_text()).get("model_type") if base.is_dir() else None
+    if base_type == UniPixelConfig.model_type:
+        # The base is itself a full UniPixel checkpoint (fine-tuning a released model): load it whole, keep its
+        # SAM 2 and adapters instead of re-initialising them.
+        model = load_unipixel(cls, base, config=config, sam2_config_dirs=sam2_config_dirs, **kwargs)
+    else:
+        model = cls._from_pretrained_hf(base, config=config, key_mapping=dict(KEY_MAPPING), **kwargs)
+        if config.sam2_checkpoint or sam2_checkpoint is not None:
+            load_sam2_pt(model, _find(config.sam2_checkpoint, ckpt_dir, "sam2_checkpoint", sam2_checkpoint))
+        init_unipixel_parameters(model)
 
     adapter = ckpt_dir / "adapter_model.safetensors"
     if adapter.exists():
@@ -106,9 +113,14 @@ def load_partial(
     if partial.exists():
         target = model.get_base_model() if adapter.exists() else model
         state = _partial_state(partial)
-        sam_like = {k: v for k, v in state.items() if k.startswith(("sam2.", "ref_encoder."))}
-        state = {k: v for k, v in state.items() if k not in sam_like} | from_reference_names(sam_like, target)
         own = target.state_dict()
+        # SAM 2 / prompt-encoder tensors already in our (transformers) naming load as they are; Meta-named ones
+        # (the reference's layout) are converted.
+        sam_like = {
+            k: v for k, v in state.items() if k.startswith(("sam2.", "ref_encoder.")) and k not in own
+        }
+        converted = from_reference_names(sam_like, target) if sam_like else {}
+        state = {k: v for k, v in state.items() if k not in sam_like} | converted
         state = {(k if k in own else _with_base_layer(k)): v for k, v in state.items()}
         unexpected = sorted(k for k in state if k not in own)
         if unexpected:
