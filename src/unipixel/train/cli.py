@@ -79,6 +79,10 @@ def build_parser(prog: str = "unipixel train") -> argparse.ArgumentParser:
     g.add_argument("--per-device-batch-size", type=int)
     g.add_argument("--epochs", type=float, dest="num_train_epochs")
     g.add_argument("--max-steps", type=int, default=-1)
+    g.add_argument(
+        "--max-minutes", type=float, help="stop (and save) after this much training wall time; with --max-steps "
+        "the schedule still follows the step count"
+    )
     g.add_argument("--warmup-ratio", type=float)
     g.add_argument("--weight-decay", type=float)
     g.add_argument("--scheduler", dest="lr_scheduler_type")
@@ -170,6 +174,24 @@ def _samples(args: argparse.Namespace, preset: Any) -> Any:
     return mixed
 
 
+def time_limit_callback(seconds: float) -> Any:
+    """A Trainer callback that stops training (a normal stop: the final save still happens) after ``seconds``."""
+    import time
+
+    from transformers import TrainerCallback
+
+    class TimeLimit(TrainerCallback):
+        def __init__(self) -> None:
+            self.start = time.monotonic()
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+            if time.monotonic() - self.start > seconds:
+                control.should_training_stop = True
+            return control
+
+    return TimeLimit()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``unipixel train`` (and of ``python -m unipixel.train.cli`` under torchrun/accelerate)."""
     args = build_parser().parse_args(argv)
@@ -259,6 +281,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         preset=preset,
         group_by_data_type=not args.no_group_by_type,
     )
+    if args.max_minutes:
+        trainer.add_callback(time_limit_callback(args.max_minutes * 60))
     resume: str | bool | None = args.resume
     if resume == "auto":
         from transformers.trainer_utils import get_last_checkpoint
