@@ -18,6 +18,8 @@ from .configuration import UniPixelConfig
 
 def tiny_sam2_meta(embed_dim: int = 16, d_model: int = 32, mem_dim: int = 16, heads: int = 1) -> dict[str, Any]:
     """A micro SAM 2.1 architecture in Meta's YAML layout (all SAM 2.1 flags of the released b+ config)."""
+    from .sam2.config import SAM21_FLAGS
+
     channels = [embed_dim * 2**i for i in range(4)][::-1]
     rope = {"rope_theta": 10000.0, "feat_sizes": [8, 8], "embedding_dim": d_model, "num_heads": 1,
             "downsample_rate": 1, "dropout": 0.0}  # fmt: skip
@@ -48,27 +50,7 @@ def tiny_sam2_meta(embed_dim: int = 16, d_model: int = 32, mem_dim: int = 16, he
         },  # fmt: skip
         "num_maskmem": 7,
         "image_size": 128,
-        "sigmoid_scale_for_mem_enc": 20.0,
-        "sigmoid_bias_for_mem_enc": -10.0,
-        "use_mask_input_as_output_without_sam": True,
-        "directly_add_no_mem_embed": True,
-        "no_obj_embed_spatial": True,
-        "use_high_res_features_in_sam": True,
-        "multimask_output_in_sam": True,
-        "iou_prediction_use_sigmoid": True,
-        "use_obj_ptrs_in_encoder": True,
-        "add_tpos_enc_to_obj_ptrs": True,
-        "proj_tpos_enc_in_obj_ptrs": True,
-        "use_signed_tpos_enc_to_obj_ptrs": True,
-        "only_obj_ptrs_in_the_past_for_eval": True,
-        "pred_obj_scores": True,
-        "pred_obj_scores_mlp": True,
-        "fixed_no_obj_ptr": True,
-        "multimask_output_for_tracking": True,
-        "use_multimask_token_for_obj_ptr": True,
-        "multimask_min_pt_num": 0,
-        "multimask_max_pt_num": 1,
-        "use_mlp_for_obj_ptr_proj": True,
+        **SAM21_FLAGS,
     }
 
 

@@ -22,17 +22,21 @@ from .convert import (
 from .loss import Sam2MultiStepLoss, sam2_mask_loss
 from .tracker import (
     NO_OBJ_SCORE,
+    Correction,
     FrameFeatures,
     FrameOutput,
     Sam2Tracker,
     TrackResult,
     encode_frames,
     forward_train,
+    refine,
     track,
 )
 
 __all__ = [
     "BUILTIN_SAM2_CONFIGS",
+    "Correction",
+    "refine",
     "NO_OBJ_SCORE",
     "FrameFeatures",
     "FrameOutput",

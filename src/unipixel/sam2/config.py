@@ -30,6 +30,32 @@ __all__ = [
 ]
 
 
+# The SAM 2.1 behaviour flags every released config (and our tiny ones) sets; the tracker hard-codes them.
+SAM21_FLAGS: dict[str, Any] = {
+    "sigmoid_scale_for_mem_enc": 20.0,
+    "sigmoid_bias_for_mem_enc": -10.0,
+    "use_mask_input_as_output_without_sam": True,
+    "directly_add_no_mem_embed": True,
+    "no_obj_embed_spatial": True,
+    "use_high_res_features_in_sam": True,
+    "multimask_output_in_sam": True,
+    "iou_prediction_use_sigmoid": True,
+    "use_obj_ptrs_in_encoder": True,
+    "add_tpos_enc_to_obj_ptrs": True,
+    "proj_tpos_enc_in_obj_ptrs": True,
+    "use_signed_tpos_enc_to_obj_ptrs": True,
+    "only_obj_ptrs_in_the_past_for_eval": True,
+    "pred_obj_scores": True,
+    "pred_obj_scores_mlp": True,
+    "fixed_no_obj_ptr": True,
+    "multimask_output_for_tracking": True,
+    "use_multimask_token_for_obj_ptr": True,
+    "multimask_min_pt_num": 0,
+    "multimask_max_pt_num": 1,
+    "use_mlp_for_obj_ptr_proj": True,
+}
+
+
 def _builtin(
     embed_dim: int,
     num_heads: int,
@@ -120,27 +146,7 @@ def _builtin(
         },
         "num_maskmem": 7,
         "image_size": 1024,
-        "sigmoid_scale_for_mem_enc": 20.0,
-        "sigmoid_bias_for_mem_enc": -10.0,
-        "use_mask_input_as_output_without_sam": True,
-        "directly_add_no_mem_embed": True,
-        "no_obj_embed_spatial": True,
-        "use_high_res_features_in_sam": True,
-        "multimask_output_in_sam": True,
-        "iou_prediction_use_sigmoid": True,
-        "use_obj_ptrs_in_encoder": True,
-        "add_tpos_enc_to_obj_ptrs": True,
-        "proj_tpos_enc_in_obj_ptrs": True,
-        "use_signed_tpos_enc_to_obj_ptrs": True,
-        "only_obj_ptrs_in_the_past_for_eval": True,
-        "pred_obj_scores": True,
-        "pred_obj_scores_mlp": True,
-        "fixed_no_obj_ptr": True,
-        "multimask_output_for_tracking": True,
-        "use_multimask_token_for_obj_ptr": True,
-        "multimask_min_pt_num": 0,
-        "multimask_max_pt_num": 1,
-        "use_mlp_for_obj_ptr_proj": True,
+        **SAM21_FLAGS,
     }
 
 

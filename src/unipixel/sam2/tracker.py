@@ -21,11 +21,15 @@ low-res masks of absent objects are filled with -1024 and the conditioning frame
 stored low-res logits upsampled to the model resolution. Training (:func:`forward_train`) reproduces
 ``SAM2Train.forward_tracking``: no -1024 fill and the conditioning memory comes straight from the decoder's
 high-res logits. Nothing here uses ``torch.no_grad``/``inference_mode``; callers decide.
+
+Interactive correction (:func:`refine`) continues a :func:`track` result the way
+``SAM2VideoPredictor.add_new_points_or_box`` + ``propagate_in_video`` continue a SAM 2 session: clicked
+frames become conditioning frames of their object and only the corrected objects are re-propagated.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -43,6 +47,8 @@ __all__ = [
     "encode_frames",
     "track",
     "forward_train",
+    "Correction",
+    "refine",
 ]
 
 # Placeholder logit for low-res masks of objects predicted absent (inference only), as in SAM 2.
@@ -695,6 +701,273 @@ def forward_train(
     return outputs
 
 
+# ------------------------------------------------------------------------------ interactive corrections
+
+# SAM 2 clamps the previous logits it feeds back as a mask prompt (``add_new_points_or_box``), so a NO_OBJ
+# (-1024) frame becomes a strong but finite "background" prompt.
+PREV_MASK_CLAMP = 32.0
+POINT_LABELS = (0, 1, 2, 3)  # negative click, positive click, box top-left, box bottom-right
+
+
+@dataclass(frozen=True, eq=False)
+class Correction:
+    """User clicks and/or a box for one object on one frame, in SAM 2 input space (``S`` x ``S`` pixels).
+
+    ``points`` is (n, 2) as (x, y); ``labels`` (n,) holds 1 (positive click), 0 (negative click) or, for a
+    box, 2 (top-left) and 3 (bottom-right) as the first two entries (SAM 2 turns boxes into these two
+    points). A frame's prompt is replaced, not extended: send every click of that frame again, as SAM 2's
+    ``add_new_points_or_box(clear_old_points=True)`` expects; the previous mask is fed back anyway.
+    """
+
+    object_index: int
+    frame: int
+    points: Tensor
+    labels: Tensor
+
+    @classmethod
+    def from_box(
+        cls,
+        object_index: int,
+        frame: int,
+        box: Sequence[float],
+        points: Tensor | None = None,
+        labels: Tensor | None = None,
+    ) -> Correction:
+        """A box ``(x0, y0, x1, y1)`` plus optional clicks, encoded as SAM 2 does (corners first)."""
+        corners = torch.tensor([[box[0], box[1]], [box[2], box[3]]], dtype=torch.float32)
+        corner_labels = torch.tensor([2, 3])
+        if points is not None and labels is not None:
+            corners = torch.cat([corners, torch.as_tensor(points, dtype=torch.float32).reshape(-1, 2)])
+            corner_labels = torch.cat([corner_labels, torch.as_tensor(labels).reshape(-1)])
+        return cls(object_index, frame, corners, corner_labels)
+
+
+def _check_correction(c: Correction, num_obj: int, num_frames: int, size: int) -> None:
+    """Reject corrections SAM 2 would silently mis-handle (wrong shapes, labels or coordinates)."""
+    where = f"correction for object {c.object_index} on frame {c.frame}"
+    if not isinstance(c.object_index, int) or not isinstance(c.frame, int):
+        raise ValueError(f"{where}: object_index and frame must be ints")
+    if not 0 <= c.object_index < num_obj:
+        raise ValueError(f"{where}: object_index outside [0, {num_obj})")
+    if not 0 <= c.frame < num_frames:
+        raise ValueError(f"{where}: frame outside [0, {num_frames})")
+    points, labels = torch.as_tensor(c.points), torch.as_tensor(c.labels)
+    if points.dim() != 2 or points.shape[-1] != 2 or points.shape[0] == 0:
+        raise ValueError(f"{where}: points must be (n, 2) with n >= 1, got {tuple(points.shape)}")
+    if labels.shape != (points.shape[0],):
+        raise ValueError(f"{where}: labels must be ({points.shape[0]},), got {tuple(labels.shape)}")
+    if labels.is_floating_point() or not all(int(v) in POINT_LABELS for v in labels.tolist()):
+        raise ValueError(f"{where}: labels must be integers in {POINT_LABELS}, got {labels.tolist()}")
+    box_labels = [int(v) for v in labels.tolist() if v >= 2]
+    if box_labels and (box_labels != [2, 3] or labels[:2].tolist() != [2, 3]):
+        raise ValueError(f"{where}: a box is one (2, 3) corner pair at the start of the points")
+    points = points.float()
+    if not torch.isfinite(points).all() or (points < 0).any() or (points > size).any():
+        raise ValueError(f"{where}: points must lie in the {size}x{size} SAM 2 input, got {points.tolist()}")
+
+
+def _check_session(previous: TrackResult) -> None:
+    """``previous`` must come from :func:`track`/:func:`refine` and hold every frame of the clip."""
+    if not previous.cond_frames or previous.prompt_frame is None or previous.hidden is None:
+        raise ValueError("previous must be a TrackResult returned by track() or refine()")
+    num_frames = previous.features.num_frames
+    if previous.low_res_logits.shape[1] != num_frames:
+        raise ValueError(
+            f"previous covers {previous.low_res_logits.shape[1]} of {num_frames} frames; "
+            "track with backward=True (or cond_frame=0) before correcting"
+        )
+
+
+def _use_multimask(model: Sam2VideoModel, num_points: int) -> bool:
+    """SAM 2's ``_use_multimask``: three candidate masks only for ambiguous prompts (e.g. a single click).
+
+    ``multimask_output_in_sam`` and ``multimask_output_for_tracking`` are always on in UniPixel's config
+    (see ``config.py``), so the point count (a box counts two) alone decides.
+    """
+    cfg = model.config
+    return cfg.multimask_min_pt_num <= num_points <= cfg.multimask_max_pt_num
+
+
+def _stored_output(
+    model: Sam2VideoModel, previous: TrackResult, obj: int, t: int, memory: bool
+) -> FrameOutput:
+    """Frame ``t`` of object ``obj`` in ``previous`` (batch of one), as SAM 2's inference state stores it.
+
+    Memories are not kept in a :class:`TrackResult`, but they are a function of what is: every inference
+    memory is encoded from the frame's low-res logits upsampled to the model resolution (tracked frames'
+    high-res masks are exactly that upsampling), so they are recomputed here when ``memory`` is set.
+    """
+    out = FrameOutput(
+        low_res_masks=previous.low_res_logits[obj : obj + 1, t].unsqueeze(1),
+        obj_ptr=previous.obj_ptr[obj : obj + 1, t],
+        object_score_logits=previous.object_score_logits[obj : obj + 1, t].unsqueeze(1),
+    )
+    if memory:
+        _add_cond_memory(model, previous.features.get(t)[2], out)
+    return out
+
+
+def _click_time_features(model: Sam2VideoModel, previous: TrackResult, obj: int, t: int) -> Tensor:
+    """Memory-conditioned features of frame ``t`` as SAM 2 computes them when a tracked frame is clicked.
+
+    A refinement click on an already tracked frame is not an initial conditioning frame in SAM 2, so the
+    decoder sees the frame fused with the current memory bank: all conditioning frames and the frames
+    before ``t`` in the direction ``t`` was tracked in (backward for frames before the first conditioning
+    frame), exactly as stored in ``previous``.
+    """
+    num_frames = previous.features.num_frames
+    cond_frames = previous.cond_frames[obj]
+    reverse = t < cond_frames[0]
+    sign = -1 if reverse else 1
+    cond = {c: _stored_output(model, previous, obj, c, memory=True) for c in cond_frames}
+    max_ptrs = min(num_frames, model.config.max_object_pointers_in_encoder)
+    non_cond: dict[int, FrameOutput] = {}
+    for t_rel in range(1, max(max_ptrs, model.num_maskmem)):
+        u = t - sign * t_rel
+        if 0 <= u < num_frames and u not in cond:
+            non_cond[u] = _stored_output(model, previous, obj, u, memory=t_rel < model.num_maskmem)
+    _, _, vision = previous.features.get(t)
+    return _condition_on_memory(
+        model, t, vision, previous.features.vision_pos, 1, cond, non_cond, num_frames, reverse, training=False
+    )
+
+
+def _decode_correction(model: Sam2VideoModel, previous: TrackResult, c: Correction) -> FrameOutput:
+    """New conditioning output of one object on one frame (``add_new_points_or_box`` on a tracked frame).
+
+    Prompt: the clicks (SAM 2's padding token follows), the ``<|seg|>`` hidden tokens when the frame is the
+    object's original prompt frame (so the LLM's description still counts there), and the frame's previous
+    low-res logits (clamped to +-32) as mask prompt. Masks of an absent object are NO_OBJ-filled as in
+    inference. The memory is added later from the low-res logits, like every conditioning frame's.
+    """
+    s0, s1, _ = previous.features.get(c.frame)
+    pix = _click_time_features(model, previous, c.object_index, c.frame)
+    device = pix.device
+    points = torch.as_tensor(c.points, dtype=torch.float32, device=device).reshape(1, 1, -1, 2)
+    labels = torch.as_tensor(c.labels, device=device).to(torch.int32).reshape(1, 1, -1)
+    prev_mask = previous.low_res_logits[c.object_index : c.object_index + 1, c.frame].unsqueeze(1)
+    prev_mask = prev_mask.clamp(-PREV_MASK_CLAMP, PREV_MASK_CLAMP)
+    assert previous.hidden is not None
+    hidden = (
+        previous.hidden[c.object_index : c.object_index + 1] if c.frame == previous.prompt_frame else None
+    )
+    image_pe = model.get_image_wide_positional_embeddings().to(previous.features.vision_pos.dtype)
+    return _decode(
+        model,
+        pix,
+        s0,
+        s1,
+        hidden,
+        image_pe,
+        True,
+        False,
+        points=points,
+        labels=labels,
+        mask_inputs=prev_mask,
+        multimask=_use_multimask(model, points.shape[2]),
+    )
+
+
+def _stack_outputs(outputs: Sequence[FrameOutput]) -> FrameOutput:
+    """Concatenate single-object frame outputs along the object (batch) dimension."""
+    return FrameOutput(
+        low_res_masks=torch.cat([o.low_res_masks for o in outputs]),
+        obj_ptr=torch.cat([o.obj_ptr for o in outputs]),
+        object_score_logits=torch.cat([o.object_score_logits for o in outputs]),
+    )
+
+
+def refine(model: Sam2VideoModel, previous: TrackResult, corrections: Sequence[Correction]) -> TrackResult:
+    """Apply user clicks/boxes to a track and re-propagate the corrected objects (SAM 2 interactive mode).
+
+    Follows ``SAM2VideoPredictor.add_new_points_or_box`` then ``propagate_in_video`` (forward and reverse)
+    with every corrected frame made a conditioning frame of its object (SAM 2's
+    ``add_all_frames_to_correct_as_cond``):
+
+    1. each correction is decoded on its frame's features fused with ``previous``'s memory bank, from the
+       clicks plus the frame's previous logits as mask prompt (see :func:`_decode_correction`);
+    2. each corrected object is re-tracked from all its conditioning frames (earlier ones keep their
+       output): forward from its first conditioning frame, then backward to frame 0. Unlike a long-lived
+       SAM 2 state, the re-propagation starts from the conditioning frames' memories only, so the result
+       depends on the conditioning frames, not on stale tracked frames of earlier calls;
+    3. objects without a correction keep ``previous``'s results unchanged.
+
+    ``previous`` is the result of :func:`track` (covering all frames) or of an earlier :func:`refine`; chain
+    calls for further rounds. At most one :class:`Correction` per (object, frame) per call.
+    """
+    _check_session(previous)
+    num_obj, num_frames = previous.low_res_logits.shape[:2]
+    seen: set[tuple[int, int]] = set()
+    for c in corrections:
+        _check_correction(c, num_obj, num_frames, model.config.image_size)
+        if (c.object_index, c.frame) in seen:
+            raise ValueError(
+                f"two corrections for object {c.object_index} on frame {c.frame}; merge their points"
+            )
+        seen.add((c.object_index, c.frame))
+
+    new_cond: dict[int, dict[int, FrameOutput]] = {}
+    for c in corrections:
+        new_cond.setdefault(c.object_index, {})[c.frame] = _decode_correction(model, previous, c)
+    cond_frames = list(previous.cond_frames)
+    for obj, outs in new_cond.items():
+        cond_frames[obj] = tuple(sorted(set(cond_frames[obj]) | set(outs)))
+
+    low_res = previous.low_res_logits.clone()
+    scores = previous.object_score_logits.clone()
+    ptrs = previous.obj_ptr.clone()
+    for objs in _group_by_cond_frames(new_cond, cond_frames):
+        tracked = _retrack(model, previous, objs, cond_frames[objs[0]], new_cond)
+        index = torch.tensor(objs, device=low_res.device)
+        low_res[index] = tracked.low_res_logits
+        scores[index] = tracked.object_score_logits
+        ptrs[index] = tracked.obj_ptr
+
+    return TrackResult(
+        low_res_logits=low_res,
+        object_score_logits=scores,
+        obj_ptr=ptrs,
+        frame_size=previous.frame_size,
+        features=previous.features,
+        cond_frames=tuple(cond_frames),
+        prompt_frame=previous.prompt_frame,
+        hidden=previous.hidden,
+    )
+
+
+def _group_by_cond_frames(
+    new_cond: dict[int, dict[int, FrameOutput]], cond_frames: Sequence[tuple[int, ...]]
+) -> list[list[int]]:
+    """Corrected objects sharing the same conditioning frames, which can be re-tracked as one batch."""
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for obj in sorted(new_cond):
+        groups.setdefault(cond_frames[obj], []).append(obj)
+    return list(groups.values())
+
+
+def _retrack(
+    model: Sam2VideoModel,
+    previous: TrackResult,
+    objs: list[int],
+    cond_frames: tuple[int, ...],
+    new_cond: dict[int, dict[int, FrameOutput]],
+) -> TrackResult:
+    """Propagate objects ``objs`` (same ``cond_frames``) from their new and kept conditioning outputs."""
+    features = previous.features
+    cond: dict[int, FrameOutput] = {}
+    for t in cond_frames:
+        cond[t] = _stack_outputs(
+            [
+                new_cond[o][t] if t in new_cond[o] else _stored_output(model, previous, o, t, False)
+                for o in objs
+            ]
+        )
+        _add_cond_memory(model, features.get(t)[2], cond[t])
+    image_pe = model.get_image_wide_positional_embeddings().to(features.vision_pos.dtype)
+    non_cond = _propagate(model, features, image_pe, len(objs), cond, backward=True, keep_frame_outputs=False)
+    return _collect({**non_cond, **cond}, previous.frame_size, features)
+
+
 class Sam2Tracker:
     """Convenience wrapper binding the loops above to one model (holds no other state)."""
 
@@ -715,6 +988,10 @@ class Sam2Tracker:
     ) -> TrackResult:
         """See :func:`track`."""
         return track(self.model, features, hidden, frame_size, cond_frame=cond_frame, backward=backward)
+
+    def refine(self, previous: TrackResult, corrections: Sequence[Correction]) -> TrackResult:
+        """See :func:`refine`."""
+        return refine(self.model, previous, corrections)
 
     def forward_train(
         self,

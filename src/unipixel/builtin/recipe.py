@@ -1,0 +1,125 @@
+"""One command that regenerates the synthetic data and retrains the built-in model from scratch.
+
+    python -m unipixel.builtin.recipe --work work/builtin [--minutes 45] [--install]
+
+Steps (each skipped when its output already exists, so an interrupted run continues):
+
+1. ``unipixel synth`` train split (seed 1) — the training data;
+2. a randomly initialised small UniPixel (:func:`unipixel.tiny.build_tiny_checkpoint`) whose byte-level BPE
+   tokenizer is trained on the training split's text;
+3. ``unipixel train`` with every module trainable (no pretrained backbone exists at this size), AdamW, cosine
+   schedule, a wall-time budget;
+4. ``unipixel synth`` test split with a fresh seed (3) and ``unipixel eval synthetic`` on it;
+5. with ``--install``: copy the weights into ``unipixel/builtin/model`` and write the model card with the
+   measured metrics.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+from . import BUILTIN_DIR
+
+ARCH = {
+    "hidden_size": 256, "num_layers": 4, "num_heads": 4, "num_kv_heads": 2, "intermediate_size": 512,
+    "vision_depth": 2, "vision_hidden": 128, "sam2_image_size": 128,
+}  # fmt: skip
+SAM2_ARCH = {"embed_dim": 24, "d_model": 64, "mem_dim": 32, "heads": 1}
+TRAIN = {"seed": 1, "num_images": 2000, "num_videos": 1000, "frames": 8}
+TEST = {"seed": 3, "num_images": 100, "num_videos": 50, "frames": 8}
+PIXELS = {"min_pixels": 3136, "max_pixels": 12544}
+
+
+def corpus(samples_jsonl: Path) -> list[str]:
+    """Every text of the training split (turns, questions, options): what the tokenizer is trained on."""
+    texts: list[str] = []
+    for line in samples_jsonl.read_text().splitlines():
+        d = json.loads(line)
+        texts += [t["text"] for t in d["conversation"]]
+        for v in d.get("meta", {}).values():
+            if isinstance(v, str):
+                texts.append(v)
+            elif isinstance(v, list):
+                texts += [x for x in v if isinstance(x, str)]
+    return texts
+
+
+def synth(split: str, spec: dict[str, int], out: Path) -> None:
+    from ..synth.cli import main as synth_main
+
+    if (out / "samples.jsonl").exists():
+        return
+    synth_main([
+        "--seed", str(spec["seed"]), "--split", split, "--out", str(out), "--num-images", str(spec["num_images"]),
+        "--num-videos", str(spec["num_videos"]), "--min-frames", str(spec["frames"]), "--max-frames",
+        str(spec["frames"]), "--workers", "2",
+    ])  # fmt: skip
+
+
+def train_args(init: Path, data: Path, out: Path, minutes: float, max_steps: int) -> list[str]:
+    return [
+        "--model", str(init), "--samples", str(data / "samples.jsonl"), "--stage", "3", "--lora", "off",
+        "--tuning-modules", "embedding,ref,ref_enc,msk,seg,sam2,llm,vit", "--lr", "1e-3", "--sam2-lr", "1e-3",
+        "--sam2-enc-lr", "1e-3", "--sam2-dec-lr", "1e-3", "--global-batch-size", "8", "--per-device-batch-size",
+        "8", "--num-frames", "4", "--max-steps", str(max_steps), "--max-minutes", str(minutes), "--min-pixels",
+        str(PIXELS["min_pixels"]), "--max-pixels", str(PIXELS["max_pixels"]), "--no-scale-pixels", "--bf16", "off",
+        "--no-gradient-checkpointing", "--warmup-ratio", "0.03", "--save-steps", "200", "--save-total-limit", "1",
+        "--logging-steps", "10", "--output-dir", str(out), "--seed", "0",
+    ]  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m unipixel.builtin.recipe", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--work", default="work/builtin")
+    ap.add_argument("--minutes", type=float, default=45.0, help="training wall-time budget")
+    ap.add_argument("--max-steps", type=int, default=1000, help="length of the LR schedule")
+    ap.add_argument("--install", action="store_true", help="copy the trained model into the package")
+    ap.add_argument("--skip-train", action="store_true")
+    args = ap.parse_args(argv)
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    synth("train", TRAIN, work / "train")
+    init = work / "init"
+    if not (init / "config.json").exists():
+        from ..tiny import build_tiny_checkpoint, tiny_sam2_meta
+
+        build_tiny_checkpoint(
+            init, corpus(work / "train" / "samples.jsonl"), vocab_size=1024, sam2=tiny_sam2_meta(**SAM2_ARCH), **ARCH
+        )
+    run = work / "run"
+    if not args.skip_train and not (run / "config.json").exists():
+        from ..train.cli import main as train_main
+
+        train_main(train_args(init, work / "train", run, args.minutes, args.max_steps))
+    synth("test", TEST, work / "test")
+    from ..eval.runner import main as eval_main
+
+    eval_main([
+        "synthetic", "--model", str(run), "--data-root", str(work / "test"), "--out", str(work / "eval"),
+        "--min-pixels", str(PIXELS["min_pixels"]), "--max-pixels", str(PIXELS["max_pixels"]), "--no-progress",
+    ])  # fmt: skip
+    if args.install:
+        install(run, work)
+    return 0
+
+
+def install(run: Path, work: Path) -> None:
+    """Copy the trained checkpoint into the package (weights, tokenizer, processor; no optimizer state)."""
+    BUILTIN_DIR.mkdir(parents=True, exist_ok=True)
+    for f in run.iterdir():
+        if f.is_file() and not f.name.startswith(("training_args", "trainer_state", "optimizer", "scheduler", "rng")):
+            shutil.copy2(f, BUILTIN_DIR / f.name)
+    metrics: dict[str, Any] = {}
+    for m in (work / "eval").rglob("metrics.json"):
+        metrics = json.loads(m.read_text())
+    (BUILTIN_DIR.parent / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
+    print(f"installed the built-in model into {BUILTIN_DIR}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
