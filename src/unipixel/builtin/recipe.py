@@ -7,8 +7,9 @@ Steps (each skipped when its output already exists, so an interrupted run contin
 1. ``unipixel synth`` train split (seed 1) — the training data;
 2. a randomly initialised small UniPixel (:func:`unipixel.tiny.build_tiny_checkpoint`) whose byte-level BPE
    tokenizer is trained on the training split's text;
-3. ``unipixel train`` with every module trainable (no pretrained backbone exists at this size), AdamW, cosine
-   schedule, a wall-time budget;
+3. ``unipixel train`` with every module trainable (no pretrained backbone exists at this size), AdamW, lr 1e-3,
+   batch 8, 4 frames per video, in two phases (each a full cosine schedule): 1000 steps from the random
+   initialisation (data seed 0), then 2500 steps from phase 1 (data seed 1, 36-minute wall-time budget);
 4. ``unipixel synth`` test split with a fresh seed (3) and ``unipixel eval synthetic`` on it;
 5. with ``--install``: copy the weights into ``unipixel/builtin/model`` and write the model card with the
    measured metrics.
@@ -61,7 +62,10 @@ def synth(split: str, spec: dict[str, int], out: Path) -> None:
     ])  # fmt: skip
 
 
-def train_args(init: Path, data: Path, out: Path, minutes: float, max_steps: int) -> list[str]:
+PHASES = ({"steps": 1000, "minutes": 45.0, "seed": 0}, {"steps": 2500, "minutes": 36.0, "seed": 1})
+
+
+def train_args(init: Path, data: Path, out: Path, minutes: float, max_steps: int, seed: int = 0) -> list[str]:
     return [
         "--model", str(init), "--samples", str(data / "samples.jsonl"), "--stage", "3", "--lora", "off",
         "--tuning-modules", "embedding,ref,ref_enc,msk,seg,sam2,llm,vit", "--lr", "1e-3", "--sam2-lr", "1e-3",
@@ -69,15 +73,13 @@ def train_args(init: Path, data: Path, out: Path, minutes: float, max_steps: int
         "8", "--num-frames", "4", "--max-steps", str(max_steps), "--max-minutes", str(minutes), "--min-pixels",
         str(PIXELS["min_pixels"]), "--max-pixels", str(PIXELS["max_pixels"]), "--no-scale-pixels", "--bf16", "off",
         "--no-gradient-checkpointing", "--warmup-ratio", "0.03", "--save-steps", "200", "--save-total-limit", "1",
-        "--logging-steps", "10", "--output-dir", str(out), "--seed", "0",
+        "--logging-steps", "10", "--output-dir", str(out), "--seed", str(seed),
     ]  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m unipixel.builtin.recipe", description=__doc__.split("\n\n")[0])
     ap.add_argument("--work", default="work/builtin")
-    ap.add_argument("--minutes", type=float, default=45.0, help="training wall-time budget")
-    ap.add_argument("--max-steps", type=int, default=1000, help="length of the LR schedule")
     ap.add_argument("--install", action="store_true", help="copy the trained model into the package")
     ap.add_argument("--skip-train", action="store_true")
     args = ap.parse_args(argv)
@@ -91,11 +93,14 @@ def main(argv: list[str] | None = None) -> int:
         build_tiny_checkpoint(
             init, corpus(work / "train" / "samples.jsonl"), vocab_size=1024, sam2=tiny_sam2_meta(**SAM2_ARCH), **ARCH
         )
-    run = work / "run"
-    if not args.skip_train and not (run / "config.json").exists():
-        from ..train.cli import main as train_main
+    run = init
+    for i, phase in enumerate(PHASES, start=1):
+        out = work / f"run{i}"
+        if not args.skip_train and not (out / "config.json").exists():
+            from ..train.cli import main as train_main
 
-        train_main(train_args(init, work / "train", run, args.minutes, args.max_steps))
+            train_main(train_args(run, work / "train", out, phase["minutes"], phase["steps"], phase["seed"]))
+        run = out
     synth("test", TEST, work / "test")
     from ..eval.runner import main as eval_main
 

@@ -298,7 +298,7 @@ class UniPixelForConditionalGeneration(Qwen2_5_VLForConditionalGeneration):
             if label_masks is not None:
                 self._add_seg_loss(out, sam2_frames, label_masks)
             elif sam2_frames is not None and not self.training:
-                out.tracks = self._track_batch(out, sam2_frames, frame_size)
+                out.tracks = self._track_batch(out, sam2_frames, frame_size, ref_prompts)
         return out
 
     def _add_seg_loss(
@@ -344,8 +344,14 @@ class UniPixelForConditionalGeneration(Qwen2_5_VLForConditionalGeneration):
         out: UniPixelOutput,
         sam2_frames: list[torch.Tensor],
         frame_size: list[tuple[int, int]] | None,
+        ref_prompts: list[list[RefPrompt]] | None = None,
     ) -> list[Any]:
-        """Track every ``<|seg|>`` of each sample through its frames: one encoding, one batched propagation."""
+        """Track every ``<|seg|>`` of each sample through its frames: one encoding, one batched propagation.
+
+        SAM 2 is conditioned on frame 0 (reference). With ``config.quirk_prompt_first_frame = False`` the k-th
+        ``<|seg|>`` of a sample that also has k-th ``<|ref|>`` prompt is conditioned on that prompt's frame instead
+        (PixelQA: the object is known to be there); objects sharing a conditioning frame are tracked together.
+        """
         from ..sam2.tracker import Sam2Tracker
 
         tracker = Sam2Tracker(self.sam2)
@@ -357,7 +363,17 @@ class UniPixelForConditionalGeneration(Qwen2_5_VLForConditionalGeneration):
                 continue
             size = tuple(int(x) for x in frame_size[b]) if frame_size is not None else tuple(frames.shape[-2:])
             feats = tracker.encode_frames(frames.to(hidden.dtype))
-            results.append(tracker.track(feats, hidden, frame_size=size))
+            cond = [0] * hidden.shape[0]
+            if not self.config.quirk_prompt_first_frame and ref_prompts is not None and ref_prompts[b]:
+                for k, prompt in enumerate(ref_prompts[b][: len(cond)]):
+                    cond[k] = min(int(prompt.frame), frames.shape[0] - 1)
+            groups = sorted(set(cond))
+            if len(groups) == 1:
+                results.append(tracker.track(feats, hidden, frame_size=size, cond_frame=groups[0]))
+                continue
+            parts = {f: [i for i, c in enumerate(cond) if c == f] for f in groups}
+            tracked = {f: tracker.track(feats, hidden[idx], frame_size=size, cond_frame=f) for f, idx in parts.items()}
+            results.append(_merge_tracks(tracked, parts))
         return results
 
     # ------------------------------------------------------------------ generation
@@ -396,9 +412,11 @@ class UniPixelForConditionalGeneration(Qwen2_5_VLForConditionalGeneration):
         queries, states, sources = collect_seg_queries(
             self, input_ids, gen, self._special_ids()["seg"], self.generation_config, kwargs
         )
-        return self._finish_generate(gen, queries, states, sources, sam2_frames, frame_size, user_dict)
+        return self._finish_generate(
+            gen, queries, states, sources, sam2_frames, frame_size, user_dict, kwargs.get("ref_prompts")
+        )
 
-    def _finish_generate(self, gen, queries, states, sources, sam2_frames, frame_size, user_dict):  # noqa: ANN001
+    def _finish_generate(self, gen, queries, states, sources, sam2_frames, frame_size, user_dict, ref_prompts):  # noqa: ANN001
         from .generation import UniPixelGenerateOutput
 
         positions = torch.cat(
@@ -408,7 +426,7 @@ class UniPixelForConditionalGeneration(Qwen2_5_VLForConditionalGeneration):
         tracks = None
         if stacked is not None and stacked.shape[0] > 0:
             tmp = UniPixelOutput(seg_positions=positions[:, None].to(stacked.device), seg_queries=stacked)
-            tracks = self._track_batch(tmp, sam2_frames, frame_size)
+            tracks = self._track_batch(tmp, sam2_frames, frame_size, ref_prompts)
         return UniPixelGenerateOutput(
             sequences=gen.sequences,
             logits=getattr(gen, "logits", None),
@@ -426,6 +444,30 @@ class UniPixelForConditionalGeneration(Qwen2_5_VLForConditionalGeneration):
             for key in ("ref_prompts", "refer_mask", "ref_num_frames"):
                 inputs.pop(key, None)
         return inputs
+
+
+def _merge_tracks(tracked: dict[int, Any], parts: dict[int, list[int]]) -> Any:
+    """Objects tracked in groups (one per conditioning frame) → one result in the original object order."""
+    from ..sam2.tracker import TrackResult
+
+    order = [i for f in sorted(parts) for i in parts[f]]
+    inverse = torch.argsort(torch.tensor(order))
+    first = tracked[min(tracked)]
+
+    def cat(name: str) -> torch.Tensor:
+        return torch.cat([getattr(tracked[f], name) for f in sorted(parts)])[inverse]
+
+    cond = [c for f in sorted(parts) for c in tracked[f].cond_frames]
+    return TrackResult(
+        low_res_logits=cat("low_res_logits"),
+        object_score_logits=cat("object_score_logits"),
+        obj_ptr=cat("obj_ptr"),
+        frame_size=first.frame_size,
+        features=first.features,
+        cond_frames=tuple(cond[i] for i in inverse.tolist()) if cond else (),
+        prompt_frame=None,
+        hidden=cat("hidden") if first.hidden is not None else None,
+    )
 
 
 def _slice_keep(hidden: torch.Tensor, logits_to_keep: int | torch.Tensor) -> torch.Tensor:
