@@ -125,6 +125,10 @@ class UniPixel:
             path, dtype=dtype, attn_implementation=attn_implementation, **kwargs
         ).to(dev).eval()
         processor = UniPixelProcessor.from_pretrained(model.name_or_path or path)
+        # A checkpoint may record the pixel budget it was trained with (the built-in model does).
+        for key in ("min_pixels", "max_pixels"):
+            if api_kwargs.get(key) is None and getattr(model.config, f"preferred_{key}", None):
+                api_kwargs[key] = int(getattr(model.config, f"preferred_{key}"))
         return cls(model, processor, **api_kwargs)
 
     # ------------------------------------------------------------------ media
@@ -265,6 +269,7 @@ class UniPixel:
         do_sample: bool = False,
         assistant_prefix: str | None = None,
         response: str | None = None,
+        mem_object_ids: Sequence[int] | None = None,
         **gen_kwargs: Any,
     ) -> UniPixelResult:
         """Answer ``prompt`` about ``media``; masks for every ``<|seg|>`` the model writes.
@@ -274,7 +279,9 @@ class UniPixel:
         ``<|ref|>`` yourself); ``masks`` (``(H, W)`` bool with a frame, ``(mask, frame)``, or a ``(T, H, W)``
         track over the loaded frames) become ``<|mem|>`` region prompts. ``sam2_frames="all"`` segments every
         frame of the video while the LLM sees ``num_frames`` sampled ones. ``response`` teacher-forces an answer
-        (no generation) — its ``<|seg|>`` tokens still produce masks.
+        (no generation) — its ``<|seg|>`` tokens still produce masks. ``mem_object_ids`` names the mask-prompted
+        objects in the region prefix (default 0, 1, ...; pass e.g. ``[2]`` when ``[0]``/``[1]`` are points).
+        Objects are numbered points first, then boxes, then masks.
         """
         keep = [int(_split_frame(p, 2, "point")[1]) for p in points]
         keep += [int(_split_frame(b, 4, "box")[1]) for b in boxes]
@@ -289,7 +296,8 @@ class UniPixel:
         text = self._with_ref_tokens(prompt, len(points) + len(boxes))
         return self._run(
             loaded, text, objs, response=response, assistant_prefix=assistant_prefix,
-            max_new_tokens=max_new_tokens, do_sample=do_sample, sam2_media=sam2_media, **gen_kwargs,
+            max_new_tokens=max_new_tokens, do_sample=do_sample, sam2_media=sam2_media,
+            mem_object_ids=mem_object_ids, **gen_kwargs,
         )
 
     def predict_batch(self, requests: Sequence[Request | dict[str, Any]]) -> list[UniPixelResult]:
