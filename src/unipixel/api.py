@@ -62,6 +62,13 @@ def _split_frame(spec: Sequence[float], n: int, what: str) -> tuple[list[float],
     raise ValueError(f"a {what} is {n} numbers (+ an optional frame index), got {spec!r}")
 
 
+def prompt_frames(points: Sequence[PointSpec] = (), boxes: Sequence[BoxSpec] = (), masks: Sequence[Any] = ()) -> list[int]:
+    """The original frame indices the prompts refer to (frame sampling must keep them)."""
+    keep = [int(_split_frame(p, 2, "point")[1]) for p in points]
+    keep += [int(_split_frame(b, 4, "box")[1]) for b in boxes]
+    return keep + [int(m[1]) for m in masks if isinstance(m, tuple)]
+
+
 def keep_frames_sampling(num_total: int, num_frames: int, keep: Sequence[int]) -> np.ndarray:
     """Uniform sampling that is guaranteed to contain every frame in ``keep`` (prompt frames): each kept frame
     replaces the nearest uniformly sampled one."""
@@ -283,10 +290,7 @@ class UniPixel:
         objects in the region prefix (default 0, 1, ...; pass e.g. ``[2]`` when ``[0]``/``[1]`` are points).
         Objects are numbered points first, then boxes, then masks.
         """
-        keep = [int(_split_frame(p, 2, "point")[1]) for p in points]
-        keep += [int(_split_frame(b, 4, "box")[1]) for b in boxes]
-        keep += [int(m[1]) for m in masks if isinstance(m, tuple)]
-        loaded = self.load(media, num_frames, keep)
+        loaded = self.load(media, num_frames, prompt_frames(points, boxes, masks))
         sam2_media = None
         if sam2_frames == "all" and not loaded.is_image:
             sam2_media = load_media(media) if not isinstance(media, Media) else media
@@ -335,9 +339,7 @@ class UniPixel:
         if n == 0:
             raise ValueError("PixelQA needs at least one point or box prompt")
         opts = "".join(f"\n({chr(65 + i)}) {o}" for i, o in enumerate(options))
-        keep = [int(_split_frame(p, 2, "point")[1]) for p in points]
-        keep += [int(_split_frame(b, 4, "box")[1]) for b in boxes]
-        loaded = self.load(media, num_frames, keep)
+        loaded = self.load(media, num_frames, prompt_frames(points, boxes))
         objs = self._object_prompts(loaded, points, boxes, ())
         step_a_q = self._with_ref_tokens(question + opts, n) + ". " + PIXELQA_LOCALIZE
         response = " ".join(f"[{k}] {SEG_TOKEN}" for k in range(n))

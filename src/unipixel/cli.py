@@ -97,10 +97,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     masks = [_mask_arg(m) for m in args.mask]
     t0 = time.perf_counter()
     _log(args, f"reading {args.media} ...")
-    keep = [int(v[2]) for v in points if len(v) == 3] + [int(v[4]) for v in boxes if len(v) == 5]
-    keep += [f for _, f in masks]
+    from .api import prompt_frames
+
     try:
-        media = api.load(args.media, args.frames, keep)
+        media = api.load(args.media, args.frames, prompt_frames(points, boxes, masks))
         _log(args, f"{media.num_frames} frames of {media.frame_size[1]}x{media.frame_size[0]} -> running the model ...")
         result = api.predict(
             media, args.prompt, points=points, boxes=boxes, masks=masks, max_new_tokens=args.max_new_tokens,
