@@ -50,3 +50,13 @@ def test_point_prompt_and_errors(tmp_path: Path) -> None:
     assert bad.returncode != 0 and re.search(r"expected X,Y\[,FRAME\]", bad.stderr)
     missing = run([*CLI, "predict", "nope.mp4", "hi", *MODEL, "--quiet"])
     assert missing.returncode != 0 and "nope.mp4" in missing.stderr
+
+
+def test_readme_point_prompt_command(tmp_path: Path) -> None:
+    readme = (ROOT / "README.md").read_text()
+    line = next(ln for ln in readme.splitlines() if ln.startswith("unipixel predict ") and "--point" in ln)
+    argv = shlex.split(line)
+    argv[argv.index("--out") + 1] = str(tmp_path / "point")
+    proc = run([*CLI, *argv[1:], "--max-new-tokens", "4", "--quiet"])
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((tmp_path / "point" / "result.json").read_text())["frame_size"] == [112, 168]
