@@ -62,14 +62,19 @@ def synth(split: str, spec: dict[str, int], out: Path) -> None:
     ])  # fmt: skip
 
 
-PHASES = ({"steps": 1000, "minutes": 45.0, "seed": 0}, {"steps": 2500, "minutes": 36.0, "seed": 1})
+PHASES = (
+    {"steps": 1000, "minutes": 45.0, "seed": 0, "lr": 1e-3},
+    {"steps": 2500, "minutes": 36.0, "seed": 1, "lr": 1e-3},
+)
 
 
-def train_args(init: Path, data: Path, out: Path, minutes: float, max_steps: int, seed: int = 0) -> list[str]:
+def train_args(
+    init: Path, data: Path, out: Path, minutes: float, max_steps: int, seed: int = 0, lr: float = 1e-3
+) -> list[str]:
     return [
         "--model", str(init), "--samples", str(data / "samples.jsonl"), "--stage", "3", "--lora", "off",
-        "--tuning-modules", "embedding,ref,ref_enc,msk,seg,sam2,llm,vit", "--lr", "1e-3", "--sam2-lr", "1e-3",
-        "--sam2-enc-lr", "1e-3", "--sam2-dec-lr", "1e-3", "--global-batch-size", "8", "--per-device-batch-size",
+        "--tuning-modules", "embedding,ref,ref_enc,msk,seg,sam2,llm,vit", "--lr", str(lr), "--sam2-lr", str(lr),
+        "--sam2-enc-lr", str(lr), "--sam2-dec-lr", str(lr), "--global-batch-size", "8", "--per-device-batch-size",
         "8", "--num-frames", "4", "--max-steps", str(max_steps), "--max-minutes", str(minutes), "--min-pixels",
         str(PIXELS["min_pixels"]), "--max-pixels", str(PIXELS["max_pixels"]), "--no-scale-pixels", "--bf16", "off",
         "--no-gradient-checkpointing", "--warmup-ratio", "0.03", "--save-steps", "200", "--save-total-limit", "1",
@@ -99,7 +104,9 @@ def main(argv: list[str] | None = None) -> int:
         if not args.skip_train and not (out / "config.json").exists():
             from ..train.cli import main as train_main
 
-            train_main(train_args(run, work / "train", out, phase["minutes"], phase["steps"], phase["seed"]))
+            train_main(
+                train_args(run, work / "train", out, phase["minutes"], phase["steps"], phase["seed"], phase["lr"])
+            )
         run = out
     synth("test", TEST, work / "test")
     from ..eval.runner import main as eval_main
