@@ -160,9 +160,8 @@ def load_unipixel(cls: type, name_or_path: Any, *args: Any, **kwargs: Any) -> An
     model = cls._from_pretrained_hf(ckpt_dir, *args, config=config, key_mapping=key_mapping, **kwargs)
     if getattr(model, "has_sam2", False):
         tensors = read_tensors(checkpoint_files(ckpt_dir), (SAM2_PREFIX, *REF_ENCODER_PREFIXES))
-        missing = [p for p, ok in (("sam2.*", any(k.startswith(SAM2_PREFIX) for k in tensors)),) if not ok]
-        if missing:
-            raise ValueError(f"{ckpt_dir} has no {missing[0]} weights but config.sam2_config is set")
+        if not any(k.startswith(SAM2_PREFIX) for k in tensors):
+            raise ValueError(f"{ckpt_dir} has no sam2.* weights but config.sam2_config is set")
         load_sam2_parts(model, tensors)
     return model
 
