@@ -205,7 +205,7 @@ class UniPixel:
             text = text.split(stop)[0]
         return text
 
-    def _run(
+    def run(
         self,
         media: Media,
         prompt: str,
@@ -220,6 +220,14 @@ class UniPixel:
         sam2_media: Media | None = None,
         **gen_kwargs: Any,
     ) -> UniPixelResult:
+        """One model call on already decoded ``media`` with the object prompts in exactly the given order.
+
+        The primitive under :meth:`predict`, :meth:`pixelqa`, chat sessions and the evaluation protocols: no file
+        loading, no prompt-frame bookkeeping. ``response`` teacher-forces the answer (one forward; masks for its
+        ``<|seg|>`` tokens), ``assistant_prefix`` starts the answer, ``history`` holds earlier (user, assistant)
+        turns, ``mem_object_ids`` names mask-prompted objects in the region prefix and ``sam2_media`` gives SAM 2
+        other frames than the LLM sees.
+        """
         t0 = time.perf_counter()
         lo, hi = self._budget(media)
         cfg = self.model.config
@@ -298,7 +306,7 @@ class UniPixel:
             raise ValueError(f"sam2_frames must be 'sampled' or 'all', got {sam2_frames!r}")
         objs = self._object_prompts(loaded, points, boxes, masks)
         text = self._with_ref_tokens(prompt, len(points) + len(boxes))
-        return self._run(
+        return self.run(
             loaded, text, objs, response=response, assistant_prefix=assistant_prefix,
             max_new_tokens=max_new_tokens, do_sample=do_sample, sam2_media=sam2_media,
             mem_object_ids=mem_object_ids, **gen_kwargs,
@@ -343,7 +351,7 @@ class UniPixel:
         objs = self._object_prompts(loaded, points, boxes, ())
         step_a_q = self._with_ref_tokens(question + opts, n) + ". " + PIXELQA_LOCALIZE
         response = " ".join(f"[{k}] {SEG_TOKEN}" for k in range(n))
-        seg = self._run(loaded, step_a_q, objs, response=response)
+        seg = self.run(loaded, step_a_q, objs, response=response)
         masks = []
         for obj in seg.objects[:n]:
             arr = obj.masks.array()
@@ -351,7 +359,7 @@ class UniPixel:
         if len(masks) < n:
             raise RuntimeError(f"step A produced {len(masks)} masks for {n} objects")
         mem_objs = [ObjectPrompt(frame=0, mask=m) for m in masks]
-        answer = self._run(
+        answer = self.run(
             loaded, question + opts + "\n" + MC_SUFFIX, mem_objs, assistant_prefix=MC_PREFIX, max_new_tokens=8
         )
         answer.objects = seg.objects
@@ -380,7 +388,7 @@ class ChatSession:
         mem = [ObjectPrompt(frame=0, mask=self.objects[i].array()) for i in ids]
         refs = self.api._object_prompts(self.media, points, boxes, ())
         text = self.api._with_ref_tokens(prompt, len(refs))
-        result = self.api._run(
+        result = self.api.run(
             self.media, text, refs + mem, history=self.history, mem_object_ids=ids or None, **kw
         )
         used = set(self.objects)

@@ -16,8 +16,14 @@ import torch
 from .configuration import UniPixelConfig
 
 
-def tiny_sam2_meta(embed_dim: int = 16, d_model: int = 32, mem_dim: int = 16, heads: int = 1) -> dict[str, Any]:
-    """A micro SAM 2.1 architecture in Meta's YAML layout (all SAM 2.1 flags of the released b+ config)."""
+def tiny_sam2_meta(
+    embed_dim: int = 16, d_model: int = 32, mem_dim: int = 16, heads: int = 1, multimask: bool = True
+) -> dict[str, Any]:
+    """A micro SAM 2.1 architecture in Meta's YAML layout (all SAM 2.1 flags of the released b+ config).
+
+    ``multimask=False`` turns SAM 2's three candidate masks off (one mask per prompt, prompted or tracked): for
+    models trained from scratch, where the min-over-candidates loss lets the decoder ignore the ``<|seg|>`` query.
+    """
     from .sam2.config import SAM21_FLAGS
 
     channels = [embed_dim * 2**i for i in range(4)][::-1]
@@ -51,6 +57,7 @@ def tiny_sam2_meta(embed_dim: int = 16, d_model: int = 32, mem_dim: int = 16, he
         "num_maskmem": 7,
         "image_size": 128,
         **SAM21_FLAGS,
+        **({} if multimask else {"multimask_output_in_sam": False, "multimask_output_for_tracking": False}),
     }
 
 
@@ -112,12 +119,24 @@ def tiny_config(
 
 
 def build_tiny_checkpoint(
-    out_dir: str | Path, corpus: Iterable[str], *, vocab_size: int = 448, seed: int = 0, **config_kwargs: Any
+    out_dir: str | Path,
+    corpus: Iterable[str],
+    *,
+    vocab_size: int = 448,
+    seed: int = 0,
+    tie_ref_pe: bool = False,
+    sam2_default_init: bool = True,
+    **config_kwargs: Any,
 ) -> Path:
-    """Write a complete randomly initialised UniPixel checkpoint (weights, tokenizer, processor) to ``out_dir``."""
+    """Write a complete randomly initialised UniPixel checkpoint (weights, tokenizer, processor) to ``out_dir``.
+
+    SAM 2's layers get PyTorch's default initialisation (``sam2_default_init``, see
+    :func:`unipixel.model.init.reset_sam2_parameters`) and its two position-encoding copies are tied
+    (:func:`unipixel.model.init.tie_sam2_positional_encoding`); ``tie_ref_pe`` also gives the ``<|ref|>`` encoder
+    that matrix (see :func:`unipixel.model.init.init_unipixel_parameters`)."""
     from transformers import Qwen2VLImageProcessor, Qwen2VLVideoProcessor
 
-    from .model.init import init_unipixel_parameters
+    from .model.init import init_unipixel_parameters, reset_sam2_parameters, tie_sam2_positional_encoding
     from .model.modeling import UniPixelForConditionalGeneration
     from .processing import UniPixelProcessor
     from .tokenizer import build_tokenizer
@@ -127,7 +146,10 @@ def build_tiny_checkpoint(
     cfg = tiny_config(tok, **config_kwargs)
     torch.manual_seed(seed)
     model = UniPixelForConditionalGeneration(cfg)
-    init_unipixel_parameters(model)
+    if sam2_default_init:
+        reset_sam2_parameters(model.sam2)
+    tie_sam2_positional_encoding(model.sam2)
+    init_unipixel_parameters(model, tie_ref_pe=tie_ref_pe)
     model.save_pretrained(out)
     proc = UniPixelProcessor(
         image_processor=Qwen2VLImageProcessor(), tokenizer=tok, video_processor=Qwen2VLVideoProcessor(),

@@ -281,7 +281,7 @@ def call_model(
         int(params["max_pixels"]),
     )
     with _budget(api, lo, hi):
-        return api._run(
+        return api.run(
             media,
             prompt,
             list(objects),

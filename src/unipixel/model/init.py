@@ -11,10 +11,39 @@ from torch import nn
 
 
 @torch.no_grad()
-def init_unipixel_parameters(model: nn.Module) -> None:
+def reset_sam2_parameters(sam2: nn.Module) -> None:
+    """Re-draw SAM 2's linear and convolution weights with PyTorch's default initialisation (as Meta's SAM 2 does).
+
+    transformers initialises every layer with N(0, 0.02), which at small widths shrinks each layer's output; the
+    mask decoder multiplies two such products (hypernetwork tokens · upscaled features), so a small randomly
+    initialised SAM 2 starts with masks of ~1e-4 magnitude, identical for every prompt, and barely learns (we
+    measured: 135 steps of over-fitting 8 frames left the dice loss at 0.72). Only for models trained from scratch.
+    """
+    for m in sam2.modules():
+        if isinstance(m, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
+            m.reset_parameters()
+
+
+@torch.no_grad()
+def tie_sam2_positional_encoding(sam2: nn.Module) -> None:
+    """Give SAM 2's prompt encoder the image's Gaussian position-encoding matrix.
+
+    Meta's SAM 2 has ONE matrix (``sam_prompt_encoder.pe_layer``) that encodes both the image grid and the click
+    coordinates, which is what lets the mask decoder find the pixel a click points at. transformers keeps two copies
+    (``shared_image_embedding`` and ``prompt_encoder.shared_embedding``); converted checkpoints fill both from the
+    same tensor, but a randomly initialised model would draw them independently. Call this after random
+    initialisation of SAM 2 (never needed after loading a checkpoint).
+    """
+    sam2.prompt_encoder.shared_embedding.positional_embedding.copy_(sam2.shared_image_embedding.positional_embedding)
+
+
+@torch.no_grad()
+def init_unipixel_parameters(model: nn.Module, tie_ref_pe: bool = False) -> None:
     """Reference ``init_parameters``: copy SAM 2's prompt-encoder *parameters* into the ``<|ref|>`` encoder, copy the
     vision merger MLP into ``msk_proj``, Xavier-uniform (gain 1, bias 0) every Linear of the seg head and the ref
-    projections. RMSNorm/Embedding keep their defaults; the Gaussian PE buffers stay random (as in the reference).
+    projections. RMSNorm/Embedding keep their defaults; the Gaussian PE buffers stay random (as in the reference)
+    unless ``tie_ref_pe``: then the ``<|ref|>`` encoder also gets SAM 2's Gaussian matrix, so a click reaches the LLM
+    encoded exactly as SAM 2 encodes it (used for models trained from scratch, e.g. the built-in model).
     """
     src = model.sam2.prompt_encoder
     dst = model.ref_prompt.ref_encoder
@@ -22,6 +51,8 @@ def init_unipixel_parameters(model: nn.Module) -> None:
         if name_s != name_d or p_s.shape != p_d.shape:
             raise ValueError(f"prompt encoders differ: {name_s} {tuple(p_s.shape)} vs {name_d} {tuple(p_d.shape)}")
         p_d.copy_(p_s)
+    if tie_ref_pe:
+        dst.shared_embedding.positional_embedding.copy_(src.shared_embedding.positional_embedding)
     merger = model.model.visual.merger.mlp
     for p_s, p_d in zip(merger.parameters(), model.mem_pool.msk_proj.parameters(), strict=True):
         p_d.copy_(p_s)

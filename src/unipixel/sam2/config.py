@@ -165,8 +165,6 @@ BUILTIN_SAM2_CONFIGS: dict[str, dict[str, Any]] = {
 _REQUIRED_FLAGS: dict[str, Any] = {
     "directly_add_no_mem_embed": True,
     "use_high_res_features_in_sam": True,
-    "multimask_output_in_sam": True,
-    "multimask_output_for_tracking": True,
     "iou_prediction_use_sigmoid": True,
     "use_obj_ptrs_in_encoder": True,
     "use_signed_tpos_enc_to_obj_ptrs": True,
@@ -312,11 +310,8 @@ def sam2_config_from_meta_dict(
         add_tpos == proj_tpos, "add_tpos_enc_to_obj_ptrs and proj_tpos_enc_in_obj_ptrs must be equal", source
     )
     min_pt, max_pt = int(m.get("multimask_min_pt_num", 1)), int(m.get("multimask_max_pt_num", 1))
-    _check(
-        min_pt <= 0 <= max_pt,
-        "multimask must be on for prompts without points (min_pt_num <= 0 <= max)",
-        source,
-    )
+    multimask = bool(m.get("multimask_output_in_sam", False))
+    multimask_tracking = bool(m.get("multimask_output_for_tracking", False))
 
     # ---- image encoder (Hiera trunk + FPN neck)
     enc = m.get("image_encoder") or {}
@@ -502,10 +497,10 @@ def sam2_config_from_meta_dict(
         sigmoid_scale_for_mem_enc=_as_float(_get(m, "sigmoid_scale_for_mem_enc", 1.0)),
         sigmoid_bias_for_mem_enc=_as_float(_get(m, "sigmoid_bias_for_mem_enc", 0.0)),
         enable_occlusion_spatial_embedding=bool(m.get("no_obj_embed_spatial", False)),
-        multimask_output_in_sam=True,
+        multimask_output_in_sam=multimask,
         multimask_min_pt_num=min_pt,
         multimask_max_pt_num=max_pt,
-        multimask_output_for_tracking=True,
+        multimask_output_for_tracking=multimask_tracking,
         max_object_pointers_in_encoder=int(_get(m, "max_obj_ptrs_in_encoder", 16)),
         max_cond_frame_num=int(_get(m, "max_cond_frames_in_attn", -1)),
         enable_temporal_pos_encoding_for_object_pointers=add_tpos,

@@ -521,7 +521,10 @@ def track(
     # 1. prompt frame (add_new_hidden_state): no memory, hidden tokens in the prompt, NO_OBJ fill
     s0, s1, vision = features.get(cond_frame)
     pix = vision + model.no_memory_embedding.reshape(1, -1, 1, 1)
-    out = _decode(model, pix.expand(num_obj, -1, -1, -1), s0, s1, hidden, image_pe, True, False)
+    out = _decode(
+        model, pix.expand(num_obj, -1, -1, -1), s0, s1, hidden, image_pe, True, False,
+        multimask=_use_multimask(model, 0, True),
+    )  # fmt: skip
     # 2. memory of the prompt frame from its stored low-res logits (propagate_in_video_preflight)
     _add_cond_memory(model, vision, out)
     cond: dict[int, FrameOutput] = {cond_frame: out}
@@ -593,7 +596,7 @@ def _propagate(
                 reverse,
                 training=False,
             )
-            fo = _decode(model, pix, s0, s1, None, image_pe, True, False)
+            fo = _decode(model, pix, s0, s1, None, image_pe, True, False, multimask=_use_multimask(model, 0, False))
             assert fo.high_res_masks is not None
             fo.maskmem_features, fo.maskmem_pos_enc = _encode_memory(
                 model, vision, fo.high_res_masks, fo.object_score_logits
@@ -666,7 +669,7 @@ def forward_train(
         s0, s1, vision = features.get(t)
         if t == 0:
             pix = (vision + model.no_memory_embedding.reshape(1, -1, 1, 1)).expand(num_obj, -1, -1, -1)
-            fo = _decode(model, pix, s0, s1, hidden, image_pe, False, True)
+            fo = _decode(model, pix, s0, s1, hidden, image_pe, False, True, multimask=_use_multimask(model, 0, True))
         else:
             pix = _condition_on_memory(
                 model,
@@ -681,7 +684,7 @@ def forward_train(
                 training=True,
                 detach_rope=detach_rope,
             )
-            fo = _decode(model, pix, s0, s1, None, image_pe, False, True)
+            fo = _decode(model, pix, s0, s1, None, image_pe, False, True, multimask=_use_multimask(model, 0, False))
         assert fo.high_res_masks is not None and fo.multimasks is not None and fo.ious is not None
         fo.maskmem_features, fo.maskmem_pos_enc = _encode_memory(
             model, vision, fo.high_res_masks, fo.object_score_logits
@@ -778,13 +781,17 @@ def _check_session(previous: TrackResult) -> None:
         )
 
 
-def _use_multimask(model: Sam2VideoModel, num_points: int) -> bool:
+def _use_multimask(model: Sam2VideoModel, num_points: int, init_cond: bool = True) -> bool:
     """SAM 2's ``_use_multimask``: three candidate masks only for ambiguous prompts (e.g. a single click).
 
-    ``multimask_output_in_sam`` and ``multimask_output_for_tracking`` are always on in UniPixel's config
-    (see ``config.py``), so the point count (a box counts two) alone decides.
+    ``multimask_output_in_sam`` switches candidates on at all, ``multimask_output_for_tracking`` also on frames
+    without a prompt (``init_cond=False``); the point count (a box counts two; a ``<|seg|>`` prompt zero) must lie
+    in ``[multimask_min_pt_num, multimask_max_pt_num]``. UniPixel's released config turns all of it on; a model
+    trained from scratch may turn it off (see ``unipixel/builtin/MODEL_CARD.md``).
     """
     cfg = model.config
+    if not cfg.multimask_output_in_sam or not (init_cond or cfg.multimask_output_for_tracking):
+        return False
     return cfg.multimask_min_pt_num <= num_points <= cfg.multimask_max_pt_num
 
 
@@ -864,7 +871,7 @@ def _decode_correction(model: Sam2VideoModel, previous: TrackResult, c: Correcti
         points=points,
         labels=labels,
         mask_inputs=prev_mask,
-        multimask=_use_multimask(model, points.shape[2]),
+        multimask=_use_multimask(model, points.shape[2], True),
     )
 
 
