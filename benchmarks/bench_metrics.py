@@ -1,8 +1,8 @@
 """Benchmark: batched DAVIS J&F (``unipixel.eval.metrics.j_and_f``) vs a plain per-frame implementation.
 
-The per-frame baseline is the straightforward transliteration of the DAVIS toolkit (``db_eval_iou`` and
-``f_measure``): for every frame, numpy IoU, ``seg2bmap`` boundaries and a disk dilation done as the OR of one
-shifted copy per disk offset (no OpenCV/SciPy), then precision/recall/F. Both compute the same formula, so the
+The per-frame baseline (:mod:`unipixel.eval.davis_plain`) is the straightforward transliteration of the DAVIS
+toolkit (``db_eval_iou`` and ``f_measure``): for every frame, numpy IoU, ``seg2bmap`` boundaries and a disk
+dilation done as the OR of one shifted copy per disk offset (no OpenCV/SciPy), then precision/recall/F. Both compute the same formula, so the
 values must agree exactly; the script prints both times, the speed-up and the max absolute difference.
 
     python benchmarks/bench_metrics.py                      # 50 expressions x 30 frames x 480x854
@@ -18,6 +18,7 @@ import time
 
 import numpy as np
 
+from unipixel.eval import davis_plain as plain
 from unipixel.eval import metrics as M
 
 # ----------------------------------------------------------------------------------------------------------
@@ -85,58 +86,6 @@ def make_expression(rng: np.random.Generator, t: int, h: int, w: int) -> tuple[n
 # ----------------------------------------------------------------------------------------------------------
 
 
-def seg2bmap_frame(seg: np.ndarray) -> np.ndarray:
-    e, s, se = np.zeros_like(seg), np.zeros_like(seg), np.zeros_like(seg)
-    e[:, :-1] = seg[:, 1:]
-    s[:-1, :] = seg[1:, :]
-    se[:-1, :-1] = seg[1:, 1:]
-    b = seg ^ e | seg ^ s | seg ^ se
-    b[-1, :] = seg[-1, :] ^ e[-1, :]
-    b[:, -1] = seg[:, -1] ^ s[:, -1]
-    b[-1, -1] = 0
-    return b
-
-
-def dilate_frame(b: np.ndarray, r: int) -> np.ndarray:
-    h, w = b.shape
-    out = np.zeros_like(b)
-    for dy in range(-r, r + 1):
-        for dx in range(-r, r + 1):
-            if dy * dy + dx * dx <= r * r:
-                out[max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] |= b[
-                    max(-dy, 0) : h + min(-dy, 0), max(-dx, 0) : w + min(-dx, 0)
-                ]
-    return out
-
-
-def f_frame(pred: np.ndarray, gt: np.ndarray, bound_th: float) -> float:
-    r = int(bound_th) if bound_th >= 1 else int(np.ceil(bound_th * np.linalg.norm(pred.shape)))
-    fg_b, gt_b = seg2bmap_frame(pred), seg2bmap_frame(gt)
-    fg_dil, gt_dil = dilate_frame(fg_b, r), dilate_frame(gt_b, r)
-    n_fg, n_gt = int(fg_b.sum()), int(gt_b.sum())
-    if n_fg == 0 and n_gt > 0:
-        precision, recall = 1.0, 0.0
-    elif n_fg > 0 and n_gt == 0:
-        precision, recall = 0.0, 1.0
-    elif n_fg == 0 and n_gt == 0:
-        precision, recall = 1.0, 1.0
-    else:
-        precision = int((fg_b & gt_dil).sum()) / float(n_fg)
-        recall = int((gt_b & fg_dil).sum()) / float(n_gt)
-    return 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
-
-
-def j_frame(pred: np.ndarray, gt: np.ndarray) -> float:
-    union = int((pred | gt).sum())
-    return 1.0 if union == 0 else int((pred & gt).sum()) / union
-
-
-def baseline_j_and_f(pred: np.ndarray, gt: np.ndarray, bound_th: float) -> tuple[np.ndarray, np.ndarray]:
-    js = np.array([j_frame(p, g) for p, g in zip(pred, gt, strict=True)])
-    fs = np.array([f_frame(p, g, bound_th) for p, g in zip(pred, gt, strict=True)])
-    return js, fs
-
-
 # ----------------------------------------------------------------------------------------------------------
 
 
@@ -176,7 +125,7 @@ def main() -> None:
     t_ours = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    base = [baseline_j_and_f(p, g, args.bound_th) for p, g in data]
+    base = [plain.j_and_f_frames(p, g, args.bound_th) for p, g in data]
     t_base = time.perf_counter() - t0
 
     d_jframe = max(float(np.abs(o.j_frames - b[0]).max()) for o, b in zip(ours, base, strict=True))

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from unipixel.eval import davis_plain as plain
 from unipixel.eval import metrics as M
 
 # ----------------------------------------------------------------------------------------------------------
@@ -58,62 +59,22 @@ def ref_dilate_loops(b: np.ndarray, r: int) -> np.ndarray:
     return out
 
 
-def ref_radius(h: int, w: int, bound_th: float) -> int:
-    return int(bound_th) if bound_th >= 1 else int(np.ceil(bound_th * np.linalg.norm((h, w))))
-
-
-def ref_f_from_maps(fg_b, gt_b, fg_dil, gt_dil) -> float:
-    n_fg, n_gt = int(fg_b.sum()), int(gt_b.sum())
-    if n_fg == 0 and n_gt > 0:
-        precision, recall = 1.0, 0.0
-    elif n_fg > 0 and n_gt == 0:
-        precision, recall = 0.0, 1.0
-    elif n_fg == 0 and n_gt == 0:
-        precision, recall = 1.0, 1.0
-    else:
-        precision = int((fg_b & gt_dil).sum()) / float(n_fg)
-        recall = int((gt_b & fg_dil).sum()) / float(n_gt)
-    return 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
-
-
 def ref_boundary_f_loops(pred: np.ndarray, gt: np.ndarray, bound_th: float = 0.008) -> float:
-    r = ref_radius(*pred.shape, bound_th)
+    r = plain.radius(*pred.shape, bound_th)
     fg_b, gt_b = ref_seg2bmap_loops(pred), ref_seg2bmap_loops(gt)
-    return ref_f_from_maps(fg_b, gt_b, ref_dilate_loops(fg_b, r), ref_dilate_loops(gt_b, r))
+    return plain.f_from_maps(fg_b, gt_b, ref_dilate_loops(fg_b, r), ref_dilate_loops(gt_b, r))
 
 
-def ref_seg2bmap_np(seg: np.ndarray) -> np.ndarray:
-    """Vectorised transliteration of DAVIS ``_seg2bmap`` (one frame)."""
-    seg = seg.astype(bool)
-    e, s, se = np.zeros_like(seg), np.zeros_like(seg), np.zeros_like(seg)
-    e[:, :-1] = seg[:, 1:]
-    s[:-1, :] = seg[1:, :]
-    se[:-1, :-1] = seg[1:, 1:]
-    b = seg ^ e | seg ^ s | seg ^ se
-    b[-1, :] = seg[-1, :] ^ e[-1, :]
-    b[:, -1] = seg[:, -1] ^ s[:, -1]
-    b[-1, -1] = 0
-    return b
-
-
-def ref_dilate_np(b: np.ndarray, r: int) -> np.ndarray:
-    """Disk dilation as the OR of shifted copies (one per disk offset)."""
-    h, w = b.shape
-    out = np.zeros_like(b)
-    for dy in range(-r, r + 1):
-        for dx in range(-r, r + 1):
-            if dy * dy + dx * dx > r * r:
-                continue
-            out[max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] |= b[
-                max(-dy, 0) : h + min(-dy, 0), max(-dx, 0) : w + min(-dx, 0)
-            ]
-    return out
-
-
-def ref_boundary_f_np(pred: np.ndarray, gt: np.ndarray, bound_th: float = 0.008) -> float:
-    r = ref_radius(*pred.shape, bound_th)
-    fg_b, gt_b = ref_seg2bmap_np(pred), ref_seg2bmap_np(gt)
-    return ref_f_from_maps(fg_b, gt_b, ref_dilate_np(fg_b, r), ref_dilate_np(gt_b, r))
+def test_plain_davis_oracle_matches_the_pixel_loops() -> None:
+    """The per-frame oracle shared with the benchmark (``davis_plain``) equals the pixel-loop reading of DAVIS."""
+    rng = np.random.default_rng(7)
+    for h, w in ((1, 1), (5, 9), (17, 12)):
+        m = blobs(rng, h, w)
+        assert np.array_equal(plain.seg2bmap(m), ref_seg2bmap_loops(m))
+        for r in (0, 1, 3):
+            assert np.array_equal(plain.dilate(m, r), ref_dilate_loops(m, r))
+        g = blobs(rng, h, w)
+        assert plain.f_frame(m, g, 2) == ref_boundary_f_loops(m, g, 2)
 
 
 def blobs(rng: np.random.Generator, h: int, w: int, n: int = 3) -> np.ndarray:
@@ -298,7 +259,7 @@ def test_boundary_f_blobs_vs_numpy_reference(shape):
     gt[2] = np.roll(pred[2], (2, -3), axis=(0, 1))  # near miss: partly within tolerance
     for bound_th in (0.008, 0.03):
         batch = M.boundary_f_batch(pred, gt, bound_th)
-        want = [ref_boundary_f_np(p, g, bound_th) for p, g in zip(pred, gt, strict=True)]
+        want = [plain.f_frame(p, g, bound_th) for p, g in zip(pred, gt, strict=True)]
         assert batch.tolist() == want
 
 
@@ -306,7 +267,7 @@ def test_boundary_f_davis_size_frame():
     rng = np.random.default_rng(7)
     pred = blobs(rng, 480, 854, n=5)
     gt = np.roll(pred, (6, -5), axis=(0, 1)) | blobs(rng, 480, 854, n=1)
-    assert M.boundary_f(pred, gt) == ref_boundary_f_np(pred, gt)
+    assert M.boundary_f(pred, gt) == plain.f_frame(pred, gt)
 
 
 def test_boundary_f_chunking(monkeypatch):
