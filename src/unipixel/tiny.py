@@ -126,14 +126,16 @@ def build_tiny_checkpoint(
     seed: int = 0,
     tie_ref_pe: bool = False,
     sam2_default_init: bool = True,
+    tie_sam2_pe: bool = True,
     **config_kwargs: Any,
 ) -> Path:
     """Write a complete randomly initialised UniPixel checkpoint (weights, tokenizer, processor) to ``out_dir``.
 
     SAM 2's layers get PyTorch's default initialisation (``sam2_default_init``, see
     :func:`unipixel.model.init.reset_sam2_parameters`) and its two position-encoding copies are tied
-    (:func:`unipixel.model.init.tie_sam2_positional_encoding`); ``tie_ref_pe`` also gives the ``<|ref|>`` encoder
-    that matrix (see :func:`unipixel.model.init.init_unipixel_parameters`)."""
+    (``tie_sam2_pe``, :func:`unipixel.model.init.tie_sam2_positional_encoding`); ``tie_ref_pe`` also gives the
+    ``<|ref|>`` encoder that matrix (see :func:`unipixel.model.init.init_unipixel_parameters`). Turning the first
+    two off reproduces the initialisation the shipped built-in model was trained from."""
     from transformers import Qwen2VLImageProcessor, Qwen2VLVideoProcessor
 
     from .model.init import init_unipixel_parameters, reset_sam2_parameters, tie_sam2_positional_encoding
@@ -148,7 +150,8 @@ def build_tiny_checkpoint(
     model = UniPixelForConditionalGeneration(cfg)
     if sam2_default_init:
         reset_sam2_parameters(model.sam2)
-    tie_sam2_positional_encoding(model.sam2)
+    if tie_sam2_pe:
+        tie_sam2_positional_encoding(model.sam2)
     init_unipixel_parameters(model, tie_ref_pe=tie_ref_pe)
     model.save_pretrained(out)
     proc = UniPixelProcessor(
