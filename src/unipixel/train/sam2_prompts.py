@@ -47,12 +47,12 @@ class FrameObjects:
 
 
 def _single_object(sample: Any, obj: Any) -> bool:
-    """True when ``obj`` is one object (not the union mask of a multi-target expression)."""
-    targets = sample.meta.get("targets")
-    if sample.meta.get("multi") == "union" or (isinstance(targets, list) and len(targets) > 1 and obj.id == 0
-                                               and sample.meta.get("multi") is None):
-        return False
-    return "scene_ids" not in (obj.attributes or {})
+    """False for the union mask of a multi-target expression (one ``<|seg|>`` for several objects)."""
+    meta = sample.meta
+    targets = meta.get("targets")
+    several = isinstance(targets, list) and len(targets) > 1
+    union = meta.get("multi") == "union" or (several and meta.get("multi") != "ids")
+    return not union and "scene_ids" not in (obj.attributes or {})
 
 
 def collect_frame_objects(samples: Sequence[Any], max_objects: int = 8) -> list[FrameObjects]:
