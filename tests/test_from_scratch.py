@@ -50,7 +50,7 @@ def _click_masks(sam2) -> torch.Tensor:
     points = torch.tensor([[[[20.0, 20.0]]], [[[100.0, 100.0]]]])
     labels = torch.ones(2, 1, 1, dtype=torch.int32)
     with torch.no_grad():
-        return _decode(sam2, pix, s0, s1, None, pe, False, True, points, labels, multimask=False).high_res_masks
+        return _decode(sam2, pix, s0, s1, None, pe, False, True, points, labels).high_res_masks
 
 
 def test_default_init_gives_prompt_dependent_masks(ckpts) -> None:

@@ -30,7 +30,8 @@ __all__ = [
 ]
 
 
-# The SAM 2.1 behaviour flags every released config (and our tiny ones) sets; the tracker hard-codes them.
+# The SAM 2.1 behaviour flags every released config (and our tiny ones) sets; the tracker implements them (most
+# are required as they are, see ``_REQUIRED_FLAGS``; the multimask switches are honoured either way).
 SAM21_FLAGS: dict[str, Any] = {
     "sigmoid_scale_for_mem_enc": 20.0,
     "sigmoid_bias_for_mem_enc": -10.0,
@@ -179,7 +180,8 @@ _REQUIRED_FLAGS: dict[str, Any] = {
     "non_overlap_masks_for_mem_enc": False,
     "memory_temporal_stride_for_eval": 1,
 }
-# Defaults of Meta's SAM2Base constructor for the flags above (used when a YAML omits them).
+# Defaults of Meta's SAM2Base constructor for the flags above and the multimask switches (used when a YAML
+# omits them).
 _FLAG_DEFAULTS: dict[str, Any] = {
     "directly_add_no_mem_embed": False,
     "use_high_res_features_in_sam": False,
@@ -310,8 +312,8 @@ def sam2_config_from_meta_dict(
         add_tpos == proj_tpos, "add_tpos_enc_to_obj_ptrs and proj_tpos_enc_in_obj_ptrs must be equal", source
     )
     min_pt, max_pt = int(m.get("multimask_min_pt_num", 1)), int(m.get("multimask_max_pt_num", 1))
-    multimask = bool(m.get("multimask_output_in_sam", False))
-    multimask_tracking = bool(m.get("multimask_output_for_tracking", False))
+    multimask = bool(m.get("multimask_output_in_sam", _FLAG_DEFAULTS["multimask_output_in_sam"]))
+    multimask_tracking = bool(m.get("multimask_output_for_tracking", _FLAG_DEFAULTS["multimask_output_for_tracking"]))
 
     # ---- image encoder (Hiera trunk + FPN neck)
     enc = m.get("image_encoder") or {}

@@ -255,14 +255,17 @@ def _decode(
     points: Tensor | None = None,
     labels: Tensor | None = None,
     mask_inputs: Tensor | None = None,
-    multimask: bool = True,
 ) -> FrameOutput:
     """SAM heads on one frame for all objects (Meta's ``_forward_sam_heads``).
 
-    Without ``points`` this is UniPixel's prompt (hidden tokens or nothing) with three masks; correction
-    clicks pass ``points`` (O, 1, n, 2) / ``labels`` (O, 1, n), optionally the previous ``mask_inputs``
-    (O, 1, h, w), and ``multimask`` from :func:`_use_multimask`.
+    Without ``points`` this is UniPixel's prompt (hidden tokens, or nothing on a tracked frame); clicks pass
+    ``points`` (O, 1, n, 2) / ``labels`` (O, 1, n; label -1 pads), optionally the previous ``mask_inputs``
+    (O, 1, h, w). How many candidate masks come back follows :func:`_use_multimask`: a frame with a prompt
+    (hidden tokens or clicks) is a conditioning frame, and the clicks of the first object are counted.
     """
+    prompted = hidden is not None or points is not None
+    num_points = 0 if labels is None else int((labels[0, 0] >= 0).sum())
+    multimask = _use_multimask(model, num_points, init_cond=prompted)
     num_obj = pix_feat.shape[0]
     device = pix_feat.device
     sparse, dense = _prompt_embeddings(model, pix_feat, hidden, points, labels, mask_inputs)
@@ -521,10 +524,7 @@ def track(
     # 1. prompt frame (add_new_hidden_state): no memory, hidden tokens in the prompt, NO_OBJ fill
     s0, s1, vision = features.get(cond_frame)
     pix = vision + model.no_memory_embedding.reshape(1, -1, 1, 1)
-    out = _decode(
-        model, pix.expand(num_obj, -1, -1, -1), s0, s1, hidden, image_pe, True, False,
-        multimask=_use_multimask(model, 0, True),
-    )  # fmt: skip
+    out = _decode(model, pix.expand(num_obj, -1, -1, -1), s0, s1, hidden, image_pe, True, False)
     # 2. memory of the prompt frame from its stored low-res logits (propagate_in_video_preflight)
     _add_cond_memory(model, vision, out)
     cond: dict[int, FrameOutput] = {cond_frame: out}
@@ -596,7 +596,7 @@ def _propagate(
                 reverse,
                 training=False,
             )
-            fo = _decode(model, pix, s0, s1, None, image_pe, True, False, multimask=_use_multimask(model, 0, False))
+            fo = _decode(model, pix, s0, s1, None, image_pe, True, False)
             assert fo.high_res_masks is not None
             fo.maskmem_features, fo.maskmem_pos_enc = _encode_memory(
                 model, vision, fo.high_res_masks, fo.object_score_logits
@@ -669,7 +669,7 @@ def forward_train(
         s0, s1, vision = features.get(t)
         if t == 0:
             pix = (vision + model.no_memory_embedding.reshape(1, -1, 1, 1)).expand(num_obj, -1, -1, -1)
-            fo = _decode(model, pix, s0, s1, hidden, image_pe, False, True, multimask=_use_multimask(model, 0, True))
+            fo = _decode(model, pix, s0, s1, hidden, image_pe, False, True)
         else:
             pix = _condition_on_memory(
                 model,
@@ -684,7 +684,7 @@ def forward_train(
                 training=True,
                 detach_rope=detach_rope,
             )
-            fo = _decode(model, pix, s0, s1, None, image_pe, False, True, multimask=_use_multimask(model, 0, False))
+            fo = _decode(model, pix, s0, s1, None, image_pe, False, True)
         assert fo.high_res_masks is not None and fo.multimasks is not None and fo.ious is not None
         fo.maskmem_features, fo.maskmem_pos_enc = _encode_memory(
             model, vision, fo.high_res_masks, fo.object_score_logits
@@ -871,7 +871,6 @@ def _decode_correction(model: Sam2VideoModel, previous: TrackResult, c: Correcti
         points=points,
         labels=labels,
         mask_inputs=prev_mask,
-        multimask=_use_multimask(model, points.shape[2], True),
     )
 
 

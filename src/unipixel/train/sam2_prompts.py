@@ -154,7 +154,7 @@ def sam2_prompt_loss(
     a prompt frame (no memory, ``no_memory_embedding`` added), with the point/box prompts as clicks.
     """
     from ..sam2.loss import CORE_LOSS_KEY, Sam2MultiStepLoss
-    from ..sam2.tracker import _decode, _use_multimask, encode_frames
+    from ..sam2.tracker import _decode, encode_frames
 
     feats = encode_frames(sam2, frames)
     image_pe = sam2.get_image_wide_positional_embeddings().to(feats.vision_pos.dtype)
@@ -164,11 +164,7 @@ def sam2_prompt_loss(
         s0, s1, vision = feats.get(t)
         n = points.shape[0]
         pix = (vision + sam2.no_memory_embedding.reshape(1, -1, 1, 1)).expand(n, -1, -1, -1)
-        num_points = int((labels[0, 0] >= 0).sum())
-        fo = _decode(
-            sam2, pix, s0, s1, None, image_pe, False, True, points.to(pix.dtype), labels,
-            multimask=_use_multimask(sam2, num_points, True),
-        )  # fmt: skip
+        fo = _decode(sam2, pix, s0, s1, None, image_pe, False, True, points.to(pix.dtype), labels)
         out = {"multimasks_high_res": fo.high_res_multimasks, "ious": fo.ious,
                "object_score_logits": fo.object_score_logits}  # fmt: skip
         for k, v in loss_fn([out], masks[None].to(pix.dtype)).items():
