@@ -191,6 +191,8 @@ def train_sam2_prompts(
     AdamW (``weight_decay``), 3 % linear warm-up then cosine decay, gradient clipping at 1.0 (UniPixel's
     trainer settings). ``minutes`` stops early (the schedule is still computed for ``steps``).
     """
+    from transformers import get_cosine_schedule_with_warmup
+
     from .. import UniPixelForConditionalGeneration
     from ..processing import UniPixelProcessor
     from .dataset import load_samples_jsonl
@@ -208,10 +210,7 @@ def train_sam2_prompts(
     sam2.train()
     params = [p for p in sam2.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    warm = max(1, int(0.03 * steps))
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps))
-    )
+    sched = get_cosine_schedule_with_warmup(opt, math.ceil(0.03 * steps), steps)
     logger.info("SAM 2 prompt pre-training: %d frames with objects, %d steps of %d frames", len(items), steps,
                 batch_size)  # fmt: skip
     start = time.monotonic()
