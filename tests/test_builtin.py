@@ -35,18 +35,15 @@ def test_recipe_variants_build_their_initialisation(tmp_path: Path) -> None:
     import torch
 
     from unipixel import UniPixelForConditionalGeneration
-    from unipixel.builtin.recipe import VARIANTS
+    from unipixel.builtin.recipe import VARIANTS, build_init
     from unipixel.sam2.tracker import _use_multimask
-    from unipixel.tiny import build_tiny_checkpoint, tiny_sam2_meta
 
     corpus = ["Please segment the red circle.", "The target is <|seg|>.", "a small dotted green star"] * 30
     for name, variant in VARIANTS.items():
-        opts = dict(variant["init"])
-        multimask = opts.pop("multimask")
-        out = build_tiny_checkpoint(tmp_path / name, corpus, vocab_size=300, sam2=tiny_sam2_meta(multimask=multimask),
-                                    **opts)  # fmt: skip
+        out = build_init(tmp_path / name, corpus, name, vocab_size=300, sam2_arch={}, arch={})
+        opts = variant["init"]
         sam2 = UniPixelForConditionalGeneration.from_pretrained(str(out)).sam2
-        assert _use_multimask(sam2, 0) is multimask, name
+        assert _use_multimask(sam2, 0) is opts["multimask"], name
         tied = torch.equal(sam2.prompt_encoder.shared_embedding.positional_embedding,
                            sam2.shared_image_embedding.positional_embedding)  # fmt: skip
         assert tied is opts["tie_sam2_pe"], name

@@ -85,7 +85,6 @@ VARIANTS: dict[str, dict[str, Any]] = {
         ),
     },
 }
-PHASES = VARIANTS["shipped"]["phases"]
 
 
 def train_args(
@@ -102,6 +101,22 @@ def train_args(
     ]  # fmt: skip
 
 
+def build_init(
+    out: Path,
+    texts: list[str],
+    variant: str,
+    vocab_size: int = 1024,
+    sam2_arch: dict[str, Any] = SAM2_ARCH,
+    arch: dict[str, Any] = ARCH,
+) -> Path:
+    """The randomly initialised checkpoint ``variant`` starts from (tokenizer trained on ``texts``)."""
+    from ..tiny import build_tiny_checkpoint, tiny_sam2_meta
+
+    opts = dict(VARIANTS[variant]["init"])
+    sam2 = tiny_sam2_meta(**sam2_arch, multimask=opts.pop("multimask"))
+    return build_tiny_checkpoint(out, texts, vocab_size=vocab_size, sam2=sam2, **opts, **arch)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m unipixel.builtin.recipe", description=__doc__.split("\n\n")[0])
     ap.add_argument("--work", default="work/builtin")
@@ -115,11 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     synth("train", TRAIN, work / "train")
     init = work / "init"
     if not (init / "config.json").exists():
-        from ..tiny import build_tiny_checkpoint, tiny_sam2_meta
-
-        opts = dict(variant["init"])
-        sam2 = tiny_sam2_meta(**SAM2_ARCH, multimask=opts.pop("multimask"))
-        build_tiny_checkpoint(init, corpus(work / "train" / "samples.jsonl"), vocab_size=1024, sam2=sam2, **opts, **ARCH)
+        build_init(init, corpus(work / "train" / "samples.jsonl"), args.variant)
     run = init
     for i, phase in enumerate(variant["phases"], start=1):
         out = work / f"run{i}"
