@@ -31,11 +31,12 @@ def test_builtin_model_segments_an_example() -> None:
 
 
 def test_recipe_variants_build_their_initialisation(tmp_path: Path) -> None:
-    """Each recipe variant's init options are accepted and land in the checkpoint (multimask flags, PE tying)."""
+    """Each recipe variant's init options are accepted and land in the checkpoint (multimask flags, PE tying, mimetic
+    decoder attention, decoder heads) and its training fits the 60-minute budget."""
     import torch
 
     from unipixel import UniPixelForConditionalGeneration
-    from unipixel.builtin.recipe import VARIANTS, build_init
+    from unipixel.builtin.recipe import VARIANTS, budget_minutes, build_init
     from unipixel.sam2.tracker import _use_multimask
 
     corpus = ["Please segment the red circle.", "The target is <|seg|>.", "a small dotted green star"] * 30
@@ -47,4 +48,33 @@ def test_recipe_variants_build_their_initialisation(tmp_path: Path) -> None:
         tied = torch.equal(sam2.prompt_encoder.shared_embedding.positional_embedding,
                            sam2.shared_image_embedding.positional_embedding)  # fmt: skip
         assert tied is opts["tie_sam2_pe"], name
-        assert variant["phases"] and sum(p["minutes"] for p in variant["phases"]) <= 60  # the training budget
+        attn = sam2.mask_decoder.transformer.layers[0].cross_attn_token_to_image
+        assert torch.equal(attn.q_proj.weight, attn.k_proj.weight) is opts.get("sam2_mimetic", False), name
+        heads = opts.get("sam2_decoder_heads", 8)
+        assert sam2.config.mask_decoder_config.num_attention_heads == heads, name
+        assert variant["phases"] and budget_minutes(variant) <= 60  # the training budget
+
+
+def test_recipe_merges_side_by_side_pretraining(tmp_path: Path) -> None:
+    """The SAM 2 job's tensors and the perception job's other tensors end up in one loadable checkpoint."""
+    import json
+
+    import torch
+
+    from unipixel import UniPixelForConditionalGeneration
+    from unipixel.builtin.recipe import merge_sam2, task_subset
+    from unipixel.tiny import build_tiny_checkpoint
+
+    corpus = ["Please segment the red circle.", "The target is <|seg|>.", "a small dotted green star"] * 30
+    a = build_tiny_checkpoint(tmp_path / "a", corpus, vocab_size=300, seed=1)
+    b = build_tiny_checkpoint(tmp_path / "b", corpus, vocab_size=300, seed=2)
+    merged = merge_sam2(a, b, tmp_path / "m")
+    sa, sb, sm = (UniPixelForConditionalGeneration.from_pretrained(str(p)).state_dict() for p in (a, b, merged))
+    for k, v in sm.items():
+        src = sb if k.startswith("sam2.") else sa
+        assert torch.equal(v, src[k]), k
+    assert any(not torch.equal(sa[k], sb[k]) for k in sa if k.startswith("sam2."))
+    jsonl = tmp_path / "samples.jsonl"
+    jsonl.write_text("".join(json.dumps({"task": t, "i": i}) + "\n" for i, t in enumerate(["ref_seg", "region_qa"] * 3)))
+    name = task_subset(jsonl, ("region_qa",), "sub.jsonl")
+    assert [json.loads(x)["i"] for x in (tmp_path / name).read_text().splitlines()] == [1, 3, 5]

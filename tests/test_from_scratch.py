@@ -105,3 +105,47 @@ def test_sam2_prompt_pretraining_trains_only_sam2(ckpts, tmp_path) -> None:
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed and all(k.startswith("sam2.") for k in changed)
     assert json.loads((out / "sam2_prompt_pretraining.json").read_text())["steps_done"] == 2
+
+
+def test_sam2_prompt_pretraining_enc_lr_zero_freezes_the_image_encoder(ckpts, tmp_path) -> None:
+    from unipixel.synth.cli import main as synth_main
+    from unipixel.train.sam2_prompts import train_sam2_prompts
+
+    data = tmp_path / "synth"
+    synth_main(["--seed", "6", "--split", "train", "--out", str(data), "--num-images", "3", "--num-videos", "0",
+                "--workers", "1"])  # fmt: skip
+    out = train_sam2_prompts(ckpts["single"], data / "samples.jsonl", tmp_path / "pre", steps=2, batch_size=2, enc_lr=0)
+    before, after = _load(ckpts["single"]).state_dict(), _load(out).state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith("sam2.") and not k.startswith("sam2.vision_encoder.") for k in changed)
+    assert json.loads((out / "sam2_prompt_pretraining.json").read_text())["enc_lr"] == 0
+
+
+def test_mimetic_decoder_init_matches_a_click_to_its_location(tmp_path) -> None:
+    from unipixel.model.init import mimetic_sam2_decoder
+
+    path = build_tiny_checkpoint(
+        tmp_path / "m", CORPUS, vocab_size=300, sam2=tiny_sam2_meta(d_model=64, embed_dim=24, multimask=False),
+        sam2_decoder_heads=2, sam2_mimetic=True,
+    )  # fmt: skip
+    sam2 = _load(path).sam2
+    assert sam2.config.mask_decoder_config.num_attention_heads == 2
+    attn = sam2.mask_decoder.transformer.layers[0].cross_attn_image_to_token
+    wq, wk = attn.q_proj.weight, attn.k_proj.weight
+    assert torch.equal(wq, wk) and torch.allclose(wq @ wq.T, 1.5**2 * torch.eye(wq.shape[0]), atol=1e-5)
+    pe = sam2.get_image_wide_positional_embeddings()[0]  # (C, h, w): the grid's encoding
+    h, w = pe.shape[1:]
+    size = sam2.config.prompt_encoder_config.image_size
+    hits = 0
+    for gy, gx in [(1, 6), (4, 4), (6, 1), (7, 7)]:
+        click = torch.tensor([[[[(gx + 0.5) * size / w - 0.5, (gy + 0.5) * size / h - 0.5]]]])
+        code = sam2.prompt_encoder.shared_embedding(click + 0.5, (size, size))[0, 0, 0]
+        score = torch.einsum("oc,c,od,dhw->hw", wq, code, wk, pe)  # (W_q PE(click)) · (W_k PE(cell))
+        hits += divmod(int(score.argmax()), w) == (gy, gx)
+    assert hits == 4
+    # without it, q and k are unrelated draws
+    plain = _load(build_tiny_checkpoint(tmp_path / "p", CORPUS, vocab_size=300, sam2_decoder_heads=2)).sam2
+    a = plain.mask_decoder.transformer.layers[0].cross_attn_image_to_token
+    assert not torch.equal(a.q_proj.weight, a.k_proj.weight)
+    mimetic_sam2_decoder(plain)
+    assert torch.equal(a.q_proj.weight, a.k_proj.weight)

@@ -74,9 +74,15 @@ def tiny_config(
     sam2_image_size: int = 128,
     sam2: dict[str, Any] | None = None,
     sam2_hidden_tokens: int = 2,
+    sam2_decoder_heads: int | None = None,
     **extra: Any,
 ) -> UniPixelConfig:
-    """A small UniPixel config whose token ids come from ``tokenizer`` (see :func:`~unipixel.tokenizer.build_tokenizer`)."""
+    """A small UniPixel config whose token ids come from ``tokenizer`` (see :func:`~unipixel.tokenizer.build_tokenizer`).
+
+    ``sam2_decoder_heads`` overrides the attention heads of SAM 2's mask decoder (Meta's SAM 2 fixes 8, which at a
+    width of 64 leaves 4 dimensions per head in the downsampled cross-attention: too few to match a click's
+    position encoding against the image's; transformers' config exposes the number).
+    """
     from .sam2.config import sam2_config_from_meta_dict
     from .tokenizer import add_unipixel_tokens
 
@@ -99,6 +105,8 @@ def tiny_config(
         "window_size": 112, "fullatt_block_indexes": [vision_depth - 1], "tokens_per_second": 2,
     }  # fmt: skip
     sam2_cfg = sam2_config_from_meta_dict(sam2 or tiny_sam2_meta(), image_size=sam2_image_size, source="tiny")
+    if sam2_decoder_heads is not None:
+        sam2_cfg.mask_decoder_config.num_attention_heads = sam2_decoder_heads
     import json
 
     return UniPixelConfig(
@@ -127,6 +135,7 @@ def build_tiny_checkpoint(
     tie_ref_pe: bool = False,
     sam2_default_init: bool = True,
     tie_sam2_pe: bool = True,
+    sam2_mimetic: bool = False,
     **config_kwargs: Any,
 ) -> Path:
     """Write a complete randomly initialised UniPixel checkpoint (weights, tokenizer, processor) to ``out_dir``.
@@ -134,11 +143,17 @@ def build_tiny_checkpoint(
     SAM 2's layers get PyTorch's default initialisation (``sam2_default_init``, see
     :func:`unipixel.model.init.reset_sam2_parameters`) and its two position-encoding copies are tied
     (``tie_sam2_pe``, :func:`unipixel.model.init.tie_sam2_positional_encoding`); ``tie_ref_pe`` also gives the
-    ``<|ref|>`` encoder that matrix (see :func:`unipixel.model.init.init_unipixel_parameters`). Turning the first
-    two off reproduces the initialisation the shipped built-in model was trained from."""
+    ``<|ref|>`` encoder that matrix (see :func:`unipixel.model.init.init_unipixel_parameters`); ``sam2_mimetic``
+    gives the mask decoder's attention a position-matching start (:func:`unipixel.model.init.mimetic_sam2_decoder`).
+    ``sam2_default_init=False, tie_sam2_pe=False`` reproduces the initialisation of the first built-in model."""
     from transformers import Qwen2VLImageProcessor, Qwen2VLVideoProcessor
 
-    from .model.init import init_unipixel_parameters, reset_sam2_parameters, tie_sam2_positional_encoding
+    from .model.init import (
+        init_unipixel_parameters,
+        mimetic_sam2_decoder,
+        reset_sam2_parameters,
+        tie_sam2_positional_encoding,
+    )
     from .model.modeling import UniPixelForConditionalGeneration
     from .processing import UniPixelProcessor
     from .tokenizer import build_tokenizer
@@ -152,6 +167,8 @@ def build_tiny_checkpoint(
         reset_sam2_parameters(model.sam2)
     if tie_sam2_pe:
         tie_sam2_positional_encoding(model.sam2)
+    if sam2_mimetic:
+        mimetic_sam2_decoder(model.sam2, generator=torch.Generator().manual_seed(seed))
     init_unipixel_parameters(model, tie_ref_pe=tie_ref_pe)
     model.save_pretrained(out)
     proc = UniPixelProcessor(

@@ -185,11 +185,15 @@ def train_sam2_prompts(
     box_prob: float = 0.5,
     log_every: int = 25,
     weight_decay: float = 0.0,
+    enc_lr: float | None = None,
 ) -> Path:
     """Pre-train the SAM 2 part of the checkpoint in ``model_dir`` and save the whole checkpoint to ``out_dir``.
 
     AdamW (``weight_decay``), 3 % linear warm-up then cosine decay, gradient clipping at 1.0 (UniPixel's
-    trainer settings). ``minutes`` stops early (the schedule is still computed for ``steps``).
+    trainer settings). ``minutes`` stops early (the schedule is still computed for ``steps``). ``enc_lr`` is the
+    image encoder's learning rate (default ``lr``; 0 freezes it), as UniPixel separates ``sam2_enc_lr`` from
+    ``sam2_dec_lr``: a randomly initialised encoder trained at the decoder's rate inflates its features until the
+    position encoding that locates a click is negligible beside them.
     """
     from transformers import get_cosine_schedule_with_warmup
 
@@ -208,8 +212,14 @@ def train_sam2_prompts(
     processor = UniPixelProcessor.from_pretrained(str(model_dir))
     sam2 = model.sam2
     sam2.train()
+    enc_ids = {id(p) for p in sam2.vision_encoder.parameters()}
+    enc_lr = lr if enc_lr is None else enc_lr
+    if enc_lr == 0:
+        sam2.vision_encoder.requires_grad_(False)
     params = [p for p in sam2.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    groups = [{"params": [p for p in params if id(p) not in enc_ids], "lr": lr},
+              {"params": [p for p in params if id(p) in enc_ids], "lr": enc_lr}]  # fmt: skip
+    opt = torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=weight_decay)
     sched = get_cosine_schedule_with_warmup(opt, math.ceil(0.03 * steps), steps)
     logger.info("SAM 2 prompt pre-training: %d frames with objects, %d steps of %d frames", len(items), steps,
                 batch_size)  # fmt: skip
@@ -245,7 +255,7 @@ def train_sam2_prompts(
     processor.save_pretrained(out)
     (out / "sam2_prompt_pretraining.json").write_text(json.dumps({
         "steps_done": step + 1, "steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed,
-        "box_prob": box_prob, "weight_decay": weight_decay, "frames": len(items), "minutes": (time.monotonic() - start) / 60,
+        "box_prob": box_prob, "weight_decay": weight_decay, "enc_lr": enc_lr, "frames": len(items), "minutes": (time.monotonic() - start) / 60,
         "samples": [str(p) for p in paths],
     }, indent=2))  # fmt: skip
     return out
@@ -263,10 +273,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--box-prob", type=float, default=0.5)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--weight-decay", type=float, default=0.0)
+    ap.add_argument("--enc-lr", type=float, default=None, help="image encoder lr (default --lr; 0 freezes it)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     train_sam2_prompts(args.model, args.samples, args.out, args.steps, args.batch_size, args.lr, args.minutes,
-                       args.seed, args.box_prob, weight_decay=args.weight_decay)  # fmt: skip
+                       args.seed, args.box_prob, weight_decay=args.weight_decay, enc_lr=args.enc_lr)  # fmt: skip
     return 0
 
 
