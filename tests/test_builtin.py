@@ -78,3 +78,34 @@ def test_recipe_merges_side_by_side_pretraining(tmp_path: Path) -> None:
     jsonl.write_text("".join(json.dumps({"task": t, "i": i}) + "\n" for i, t in enumerate(["ref_seg", "region_qa"] * 3)))
     name = task_subset(jsonl, ("region_qa",), "sub.jsonl")
     assert [json.loads(x)["i"] for x in (tmp_path / name).read_text().splitlines()] == [1, 3, 5]
+
+
+def test_recipe_side_by_side_pretraining_runs_both_jobs(tmp_path: Path) -> None:
+    """``pretrain`` launches SAM 2 prompt pre-training and perception pre-training as two processes and merges them."""
+    import torch
+
+    from unipixel import UniPixelForConditionalGeneration
+    from unipixel.builtin.recipe import corpus, pretrain
+    from unipixel.synth.cli import main as synth_main
+    from unipixel.tiny import build_tiny_checkpoint
+
+    data = tmp_path / "train"
+    synth_main(["--seed", "7", "--split", "train", "--out", str(data), "--num-images", "6", "--num-videos", "0",
+                "--workers", "1"])  # fmt: skip
+    texts = corpus(data / "samples.jsonl")
+    init = build_tiny_checkpoint(tmp_path / "init", texts, vocab_size=300, sam2_mimetic=True)
+    spec = {
+        "sam2": {"steps": 2, "minutes": 5.0, "lr": 1e-3, "enc_lr": 0.0, "weight_decay": 0.0},
+        "perception": {"tasks": ("region_caption", "region_qa", "general_qa"), "steps": 2, "minutes": 5.0, "seed": 0,
+                       "lr": 1e-3, "weight_decay": 0.1},
+    }  # fmt: skip
+    merged = pretrain(init, data, tmp_path, spec)
+    s0, sam, per, m = (UniPixelForConditionalGeneration.from_pretrained(str(p)).state_dict()
+                       for p in (init, tmp_path / "pre_sam2", tmp_path / "pre_perception", merged))  # fmt: skip
+    for k, v in m.items():
+        assert torch.equal(v, (sam if k.startswith("sam2.") else per)[k]), k
+    changed = {k for k in s0 if not torch.equal(s0[k], m[k])}
+    assert any(k.startswith("sam2.mask_decoder.") for k in changed)  # the SAM 2 job trained the decoder
+    assert not any(k.startswith("sam2.vision_encoder.") for k in changed)  # enc_lr 0 froze the image encoder
+    assert any(k.startswith("model.language_model.") for k in changed)  # the perception job trained the LLM
+    assert pretrain(init, data, tmp_path, spec) == merged  # finished work is reused, not redone
