@@ -9,6 +9,7 @@ from unipixel.api import UniPixel
 from unipixel.builtin import BUILTIN_DIR, builtin_model_dir
 
 ROOT = Path(__file__).resolve().parents[1]
+CORPUS = ["Please segment the red circle.", "The target is <|seg|>.", "a small dotted green star"] * 30
 
 
 def test_builtin_model_is_small_and_default() -> None:
@@ -39,9 +40,8 @@ def test_recipe_variants_build_their_initialisation(tmp_path: Path) -> None:
     from unipixel.builtin.recipe import VARIANTS, budget_minutes, build_init
     from unipixel.sam2.tracker import _use_multimask
 
-    corpus = ["Please segment the red circle.", "The target is <|seg|>.", "a small dotted green star"] * 30
     for name, variant in VARIANTS.items():
-        out = build_init(tmp_path / name, corpus, name, vocab_size=300, sam2_arch={}, arch={})
+        out = build_init(tmp_path / name, CORPUS, name, vocab_size=300, sam2_arch={}, arch={})
         opts = variant["init"]
         sam2 = UniPixelForConditionalGeneration.from_pretrained(str(out)).sam2
         assert _use_multimask(sam2, 0) is opts["multimask"], name
@@ -65,9 +65,8 @@ def test_recipe_merges_side_by_side_pretraining(tmp_path: Path) -> None:
     from unipixel.builtin.recipe import merge_sam2, task_subset
     from unipixel.tiny import build_tiny_checkpoint
 
-    corpus = ["Please segment the red circle.", "The target is <|seg|>.", "a small dotted green star"] * 30
-    a = build_tiny_checkpoint(tmp_path / "a", corpus, vocab_size=300, seed=1)
-    b = build_tiny_checkpoint(tmp_path / "b", corpus, vocab_size=300, seed=2)
+    a = build_tiny_checkpoint(tmp_path / "a", CORPUS, vocab_size=300, seed=1)
+    b = build_tiny_checkpoint(tmp_path / "b", CORPUS, vocab_size=300, seed=2)
     merged = merge_sam2(a, b, tmp_path / "m")
     sa, sb, sm = (UniPixelForConditionalGeneration.from_pretrained(str(p)).state_dict() for p in (a, b, merged))
     for k, v in sm.items():

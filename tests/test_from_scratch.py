@@ -29,6 +29,21 @@ def _load(path):
     return UniPixelForConditionalGeneration.from_pretrained(str(path)).eval()
 
 
+def _changed_keys(before_dir, after_dir) -> set[str]:
+    before, after = _load(before_dir).state_dict(), _load(after_dir).state_dict()
+    return {k for k in before if not torch.equal(before[k], after[k])}
+
+
+@pytest.fixture(scope="module")
+def synth_data(tmp_path_factory):
+    from unipixel.synth.cli import main as synth_main
+
+    data = tmp_path_factory.mktemp("synth")
+    synth_main(["--seed", "5", "--split", "train", "--out", str(data), "--num-images", "4", "--num-videos", "1",
+                "--min-frames", "4", "--max-frames", "4", "--workers", "1"])  # fmt: skip
+    return data
+
+
 def test_sam2_position_encodings_are_one_matrix(ckpts) -> None:
     m = _load(ckpts["single"])
     img = m.sam2.shared_image_embedding.positional_embedding
@@ -76,15 +91,11 @@ def test_multimask_switch_gives_one_mask_everywhere(ckpts) -> None:
     assert not _use_multimask(released, 2)
 
 
-def test_sam2_prompt_pretraining_trains_only_sam2(ckpts, tmp_path) -> None:
-    from unipixel.synth.cli import main as synth_main
+def test_sam2_prompt_pretraining_trains_only_sam2(ckpts, synth_data, tmp_path) -> None:
     from unipixel.train.dataset import load_samples_jsonl
     from unipixel.train.sam2_prompts import collect_frame_objects, prompt_batch, train_sam2_prompts
 
-    data = tmp_path / "synth"
-    synth_main(["--seed", "5", "--split", "train", "--out", str(data), "--num-images", "4", "--num-videos", "1",
-                "--min-frames", "4", "--max-frames", "4", "--workers", "1"])  # fmt: skip
-    samples = load_samples_jsonl(data / "samples.jsonl")
+    samples = load_samples_jsonl(synth_data / "samples.jsonl")
     items = collect_frame_objects(samples)
     assert items and all(len(set(json.dumps(r, sort_keys=True) for r in fo.rles)) == len(fo.rles) for fo in items)
     union_ids = [s for s in samples if s.meta.get("multi") == "union"]
@@ -100,23 +111,18 @@ def test_sam2_prompt_pretraining_trains_only_sam2(ckpts, tmp_path) -> None:
             x, y = int(p[0]), int(p[1])
             assert m[max(y - 1, 0) : y + 2, max(x - 1, 0) : x + 2].any()
 
-    out = train_sam2_prompts(ckpts["single"], data / "samples.jsonl", tmp_path / "pre", steps=2, batch_size=2)
-    before, after = _load(ckpts["single"]).state_dict(), _load(out).state_dict()
-    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    out = train_sam2_prompts(ckpts["single"], synth_data / "samples.jsonl", tmp_path / "pre", steps=2, batch_size=2)
+    changed = _changed_keys(ckpts["single"], out)
     assert changed and all(k.startswith("sam2.") for k in changed)
     assert json.loads((out / "sam2_prompt_pretraining.json").read_text())["steps_done"] == 2
 
 
-def test_sam2_prompt_pretraining_enc_lr_zero_freezes_the_image_encoder(ckpts, tmp_path) -> None:
-    from unipixel.synth.cli import main as synth_main
+def test_sam2_prompt_pretraining_enc_lr_zero_freezes_the_image_encoder(ckpts, synth_data, tmp_path) -> None:
     from unipixel.train.sam2_prompts import train_sam2_prompts
 
-    data = tmp_path / "synth"
-    synth_main(["--seed", "6", "--split", "train", "--out", str(data), "--num-images", "3", "--num-videos", "0",
-                "--workers", "1"])  # fmt: skip
-    out = train_sam2_prompts(ckpts["single"], data / "samples.jsonl", tmp_path / "pre", steps=2, batch_size=2, enc_lr=0)
-    before, after = _load(ckpts["single"]).state_dict(), _load(out).state_dict()
-    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    samples = synth_data / "samples.jsonl"
+    out = train_sam2_prompts(ckpts["single"], samples, tmp_path / "pre", steps=2, batch_size=2, enc_lr=0)
+    changed = _changed_keys(ckpts["single"], out)
     assert changed and all(k.startswith("sam2.") and not k.startswith("sam2.vision_encoder.") for k in changed)
     assert json.loads((out / "sam2_prompt_pretraining.json").read_text())["enc_lr"] == 0
 
