@@ -33,17 +33,24 @@ def test_builtin_model_segments_an_example() -> None:
 
 def test_recipe_variants_build_their_initialisation(tmp_path: Path) -> None:
     """Each recipe variant's init options are accepted and land in the checkpoint (multimask flags, PE tying, mimetic
-    decoder attention, decoder heads) and its training fits the 60-minute budget."""
+    decoder attention, decoder heads, vision window), its pixel budget reaches the training command, and its
+    training fits the 60-minute budget."""
     import torch
 
     from unipixel import UniPixelForConditionalGeneration
-    from unipixel.builtin.recipe import VARIANTS, budget_minutes, build_init
+    from unipixel.builtin.recipe import PIXELS, VARIANTS, budget_minutes, build_init, train_args
     from unipixel.sam2.tracker import _use_multimask
 
     for name, variant in VARIANTS.items():
         out = build_init(tmp_path / name, CORPUS, name, vocab_size=300, sam2_arch={}, arch={})
         opts = variant["init"]
-        sam2 = UniPixelForConditionalGeneration.from_pretrained(str(out)).sam2
+        model = UniPixelForConditionalGeneration.from_pretrained(str(out))
+        assert model.config.vision_config.window_size == opts.get("vision_window", 112), name
+        pixels = variant.get("pixels", PIXELS)
+        args = train_args(out, tmp_path, tmp_path / "run", 1.0, 1, pixels=pixels)
+        assert args[args.index("--min-pixels") + 1] == str(pixels["min_pixels"]), name
+        assert args[args.index("--max-pixels") + 1] == str(pixels["max_pixels"]), name
+        sam2 = model.sam2
         assert _use_multimask(sam2, 0) is opts["multimask"], name
         tied = torch.equal(sam2.prompt_encoder.shared_embedding.positional_embedding,
                            sam2.shared_image_embedding.positional_embedding)  # fmt: skip
@@ -77,6 +84,12 @@ def test_recipe_merges_side_by_side_pretraining(tmp_path: Path) -> None:
     jsonl.write_text("".join(json.dumps({"task": t, "i": i}) + "\n" for i, t in enumerate(["ref_seg", "region_qa"] * 3)))
     name = task_subset(jsonl, ("region_qa",), "sub.jsonl")
     assert [json.loads(x)["i"] for x in (tmp_path / name).read_text().splitlines()] == [1, 3, 5]
+    from unipixel.builtin.recipe import phase_samples
+
+    assert phase_samples(tmp_path, {}) == "samples.jsonl"
+    files = phase_samples(tmp_path, {"seg_repeat": 3})
+    assert files == ("samples.jsonl", "seg.jsonl:2")
+    assert [json.loads(x)["i"] for x in (tmp_path / "seg.jsonl").read_text().splitlines()] == [0, 2, 4]
 
 
 def test_recipe_side_by_side_pretraining_runs_both_jobs(tmp_path: Path) -> None:

@@ -117,6 +117,30 @@ def test_mixture_repeat_factors_and_specs() -> None:
     assert mix.locate(6) == ("b", 0)
 
 
+def test_samples_file_repeat_factor(tmp_path: Path) -> None:
+    """``--samples FILE:N`` repeats a JSONL file in the mixture; a file whose name ends in ``:N`` is still a file."""
+    import argparse
+
+    from unipixel.train.cli import _samples, _samples_spec
+
+    assert _samples_spec("a/b.jsonl:3") == ("a/b.jsonl", 3)
+    assert _samples_spec("a/b.jsonl") == ("a/b.jsonl", 1)
+    with pytest.raises(SystemExit, match="at least 1"):
+        _samples_spec("a/b.jsonl:0")
+    odd = tmp_path / "odd.jsonl:2"
+    odd.write_text("")
+    assert _samples_spec(str(odd)) == (str(odd), 1)
+    from unipixel.synth.cli import main as synth_main
+
+    synth_main(["--seed", "3", "--split", "train", "--out", str(tmp_path / "d"), "--num-images", "2", "--num-videos",
+                "0", "--workers", "1"])  # fmt: skip
+    jsonl = tmp_path / "d" / "samples.jsonl"
+    n = len(jsonl.read_text().splitlines())
+    args = argparse.Namespace(samples=[str(jsonl), f"{jsonl}:2"], data=[], data_root=None, split="train")
+    mix = _samples(args, None)
+    assert len(mix) == 3 * n and [r for _, _, r in mix.parts] == [1, 2]
+
+
 def test_type_grouped_sampler_is_homogeneous_and_deterministic() -> None:
     types = ["seg"] * 9 + ["cap"] * 6 + ["mem"] * 3
     s = TypeGroupedSampler(types, batch_size=2, world_size=2, seed=1)

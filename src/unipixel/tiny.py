@@ -75,13 +75,17 @@ def tiny_config(
     sam2: dict[str, Any] | None = None,
     sam2_hidden_tokens: int = 2,
     sam2_decoder_heads: int | None = None,
+    vision_window: int = 112,
     **extra: Any,
 ) -> UniPixelConfig:
     """A small UniPixel config whose token ids come from ``tokenizer`` (see :func:`~unipixel.tokenizer.build_tokenizer`).
 
     ``sam2_decoder_heads`` overrides the attention heads of SAM 2's mask decoder (Meta's SAM 2 fixes 8, which at a
     width of 64 leaves 4 dimensions per head in the downsampled cross-attention: too few to match a click's
-    position encoding against the image's; transformers' config exposes the number).
+    position encoding against the image's; transformers' config exposes the number). ``vision_window`` is the
+    vision tower's attention window in pixels (Qwen2.5-VL: 112); make it at least the frame size to keep the
+    windowed layers global on small frames, which also keeps the reference's window-order ``<|mem|>`` pooling a
+    no-op (one window per frame).
     """
     from .sam2.config import sam2_config_from_meta_dict
     from .tokenizer import add_unipixel_tokens
@@ -102,7 +106,7 @@ def tiny_config(
     vision_config = {
         "depth": vision_depth, "hidden_size": vision_hidden, "intermediate_size": 2 * vision_hidden, "num_heads": 4,
         "out_hidden_size": hidden_size, "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2,
-        "window_size": 112, "fullatt_block_indexes": [vision_depth - 1], "tokens_per_second": 2,
+        "window_size": vision_window, "fullatt_block_indexes": [vision_depth - 1], "tokens_per_second": 2,
     }  # fmt: skip
     sam2_cfg = sam2_config_from_meta_dict(sam2 or tiny_sam2_meta(), image_size=sam2_image_size, source="tiny")
     if sam2_decoder_heads is not None:

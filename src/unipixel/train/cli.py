@@ -54,7 +54,10 @@ def build_parser(prog: str = "unipixel train") -> argparse.ArgumentParser:
     g = p.add_argument_group("data")
     g.add_argument("--data", action="append", default=[], help="NAME[:REPEAT][=ROOT]; default: the preset's list")
     g.add_argument("--data-root", help="root of the datasets (NAME's root is DATA_ROOT/NAME unless =ROOT is given)")
-    g.add_argument("--samples", action="append", default=[], help="JSONL of Sample.to_dict() (repeatable)")
+    g.add_argument(
+        "--samples", action="append", default=[],
+        help="JSONL of Sample.to_dict() (repeatable); FILE:N repeats the file's samples N times in the mixture",
+    )
     g.add_argument("--split", default="train")
     g.add_argument("--num-frames", type=int)
     g.add_argument("--sampling", choices=("random", "uniform"))
@@ -158,12 +161,23 @@ def _bf16(mode: str) -> bool:
     return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
 
 
+def _samples_spec(spec: str) -> tuple[str, int]:
+    """``FILE`` or ``FILE:N`` (repeat factor N >= 1, as ``--data NAME:N``); an existing file named so wins."""
+    path, sep, rep = spec.rpartition(":")
+    if not sep or not rep.isdigit() or Path(spec).exists():
+        return spec, 1
+    if int(rep) < 1:
+        raise SystemExit(f"error: --samples {spec}: the repeat factor must be at least 1")
+    return path, int(rep)
+
+
 def _samples(args: argparse.Namespace, preset: Any) -> Any:
     from .dataset import MixedSamples, load_samples_jsonl, parse_dataset_spec
 
     parts = []
-    for path in args.samples:
-        parts.append((Path(path).stem, load_samples_jsonl(path), 1))
+    for spec in args.samples:
+        path, repeat = _samples_spec(spec)
+        parts.append((Path(path).stem, load_samples_jsonl(path), repeat))
     if args.data or not args.samples:
         specs = [parse_dataset_spec(s) for s in preset.datasets]
         if specs:
