@@ -108,7 +108,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # ``mimetic224`` (fourth session): ``mimetic`` with 224x224 frames for the LLM (64 merged vision tokens per frame
     # instead of 16; vision window 224 so every layer sees the whole frame and the window-order <|mem|> pooling quirk
     # stays a no-op). Caption-only probes read an object's colour from its <|mem|> tokens within 800 steps at 224x224,
-    # never within 1,300 at 112x112.
+    # never within 1,300 at 112x112. In this mixed recipe colour stayed at chance (after the perception pre-training and
+    # after 800 joint steps) and the validation numbers were below ``shipped`` (model card, fourth session): not shipped.
     "mimetic224": {
         "init": {"multimask": False, "sam2_default_init": True, "tie_sam2_pe": True, "tie_ref_pe": True,
                  "sam2_mimetic": True, "sam2_decoder_heads": 2, "vision_window": 224},
@@ -123,7 +124,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # ``mimetic-seg`` (fourth session): ``mimetic`` with the segmentation samples (referring + reasoning) repeated
     # ``seg_repeat`` times in the joint phase. Measured first: 500 steps on image referring samples alone from the
     # ``mimetic`` pre-trained checkpoint reach a higher validation cIoU than the whole ``shipped`` recipe — in the
-    # 1:1.6 joint mixture SAM 2 sees too few ``<|seg|>`` queries to learn to follow them.
+    # 1:1.6 joint mixture SAM 2 sees too few ``<|seg|>`` queries to learn to follow them. Measured: repeating them did
+    # not recover that (validation cIoU 0.232 against 0.284 for ``shipped``; model card, fourth session): not shipped.
     "mimetic-seg": {
         "init": {"multimask": False, "sam2_default_init": True, "tie_sam2_pe": True, "tie_ref_pe": True,
                  "sam2_mimetic": True, "sam2_decoder_heads": 2},
