@@ -71,6 +71,14 @@ def synth(split: str, spec: dict[str, int], out: Path) -> None:
 # (one mask per prompt, PyTorch's default SAM 2 initialisation, one shared position-encoding matrix, also for the
 # ``<|ref|>`` encoder, 1200 + 2800 steps): it was worse at this budget on the validation split — see the model
 # card — so it is not shipped, but it stays runnable (``--variant single-mask``).
+# The mimetic variants' initialisation and side-by-side pre-training (see ``mimetic`` below).
+MIMETIC_INIT: dict[str, Any] = {"multimask": False, "sam2_default_init": True, "tie_sam2_pe": True, "tie_ref_pe": True,
+                                "sam2_mimetic": True, "sam2_decoder_heads": 2}  # fmt: skip
+MIMETIC_PRETRAIN: dict[str, Any] = {
+    "sam2": {"steps": 1200, "minutes": 12.0, "lr": 1e-3, "enc_lr": 1e-4, "weight_decay": 0.05},
+    "perception": {"tasks": ("region_caption", "region_qa", "general_qa"), "steps": 1400, "minutes": 12.0,
+                   "seed": 0, "lr": 1e-3, "weight_decay": 0.1},
+}  # fmt: skip
 VARIANTS: dict[str, dict[str, Any]] = {
     "shipped": {
         "init": {"multimask": True, "sam2_default_init": False, "tie_sam2_pe": False, "tie_ref_pe": False},
@@ -96,13 +104,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # Measured on the validation split it was NOT better than ``shipped`` overall (PixelQA J&F up, referring
     # segmentation and short answers down; see the model card), so it is not shipped; it stays runnable.
     "mimetic": {
-        "init": {"multimask": False, "sam2_default_init": True, "tie_sam2_pe": True, "tie_ref_pe": True,
-                 "sam2_mimetic": True, "sam2_decoder_heads": 2},
-        "pretrain": {
-            "sam2": {"steps": 1200, "minutes": 12.0, "lr": 1e-3, "enc_lr": 1e-4, "weight_decay": 0.05},
-            "perception": {"tasks": ("region_caption", "region_qa", "general_qa"), "steps": 1400, "minutes": 12.0,
-                           "seed": 0, "lr": 1e-3, "weight_decay": 0.1},
-        },
+        "init": MIMETIC_INIT,
+        "pretrain": MIMETIC_PRETRAIN,
         "phases": ({"steps": 3400, "minutes": 46.0, "seed": 1, "lr": 1e-3, "enc_lr": 1e-4, "weight_decay": 0.1},),
     },
     # ``mimetic224`` (fourth session): ``mimetic`` with 224x224 frames for the LLM (64 merged vision tokens per frame
@@ -111,14 +114,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # never within 1,300 at 112x112. In this mixed recipe colour stayed at chance (after the perception pre-training and
     # after 800 joint steps) and the validation numbers were below ``shipped`` (model card, fourth session): not shipped.
     "mimetic224": {
-        "init": {"multimask": False, "sam2_default_init": True, "tie_sam2_pe": True, "tie_ref_pe": True,
-                 "sam2_mimetic": True, "sam2_decoder_heads": 2, "vision_window": 224},
+        "init": {**MIMETIC_INIT, "vision_window": 224},
         "pixels": {"min_pixels": 50176, "max_pixels": 50176},
-        "pretrain": {
-            "sam2": {"steps": 1200, "minutes": 12.0, "lr": 1e-3, "enc_lr": 1e-4, "weight_decay": 0.05},
-            "perception": {"tasks": ("region_caption", "region_qa", "general_qa"), "steps": 760, "minutes": 12.0,
-                           "seed": 0, "lr": 1e-3, "weight_decay": 0.1},
-        },
+        "pretrain": {**MIMETIC_PRETRAIN, "perception": {**MIMETIC_PRETRAIN["perception"], "steps": 760}},
         "phases": ({"steps": 2900, "minutes": 46.0, "seed": 1, "lr": 1e-3, "enc_lr": 1e-4, "weight_decay": 0.1},),
     },
     # ``mimetic-seg`` (fourth session): ``mimetic`` with the segmentation samples (referring + reasoning) repeated
@@ -127,13 +125,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # 1:1.6 joint mixture SAM 2 sees too few ``<|seg|>`` queries to learn to follow them. Measured: repeating them did
     # not recover that (validation cIoU 0.232 against 0.284 for ``shipped``; model card, fourth session): not shipped.
     "mimetic-seg": {
-        "init": {"multimask": False, "sam2_default_init": True, "tie_sam2_pe": True, "tie_ref_pe": True,
-                 "sam2_mimetic": True, "sam2_decoder_heads": 2},
-        "pretrain": {
-            "sam2": {"steps": 1200, "minutes": 12.0, "lr": 1e-3, "enc_lr": 1e-4, "weight_decay": 0.05},
-            "perception": {"tasks": ("region_caption", "region_qa", "general_qa"), "steps": 1400, "minutes": 12.0,
-                           "seed": 0, "lr": 1e-3, "weight_decay": 0.1},
-        },
+        "init": MIMETIC_INIT,
+        "pretrain": MIMETIC_PRETRAIN,  # the same jobs as ``mimetic``: a finished ``mimetic`` pre-training can be reused
         "phases": ({"steps": 3000, "minutes": 46.0, "seed": 1, "lr": 1e-3, "enc_lr": 1e-4, "weight_decay": 0.1,
                     "seg_repeat": 3},),
     },
