@@ -1,6 +1,6 @@
 """One command that regenerates the synthetic data and retrains the built-in model from scratch.
 
-    python -m unipixel.builtin.recipe --work work/builtin [--variant shipped|single-mask|mimetic] [--install]
+    python -m unipixel.builtin.recipe --work work/builtin [--variant NAME] [--install]   # NAME: a key of VARIANTS
 
 Steps (each skipped when its output already exists, so an interrupted run continues):
 
@@ -120,10 +120,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "phases": ({"steps": 2900, "minutes": 46.0, "seed": 1, "lr": 1e-3, "enc_lr": 1e-4, "weight_decay": 0.1},),
     },
     # ``mimetic-seg`` (fourth session): ``mimetic`` with the segmentation samples (referring + reasoning) repeated
-    # ``seg_repeat`` times in the joint phase. Measured first: 500 steps on image referring samples alone from the
-    # ``mimetic`` pre-trained checkpoint reach a higher validation cIoU than the whole ``shipped`` recipe — in the
-    # 1:1.6 joint mixture SAM 2 sees too few ``<|seg|>`` queries to learn to follow them. Measured: repeating them did
-    # not recover that (validation cIoU 0.232 against 0.284 for ``shipped``; model card, fourth session): not shipped.
+    # ``seg_repeat`` times in the joint phase. Why it was tried: 500 steps on image referring samples alone from the
+    # ``mimetic`` pre-trained checkpoint reach a higher validation cIoU than the whole ``shipped`` recipe, which
+    # suggested the 1:1.6 joint mixture gives SAM 2 too few ``<|seg|>`` queries. Measured: repeating them did not
+    # recover that (validation cIoU 0.232 against 0.284 for ``shipped``; model card, fourth session): not shipped.
     "mimetic-seg": {
         "init": MIMETIC_INIT,
         "pretrain": MIMETIC_PRETRAIN,  # the same jobs as ``mimetic``: a finished ``mimetic`` pre-training can be reused
