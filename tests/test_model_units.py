@@ -65,3 +65,32 @@ def test_mem_pooling_window_order_quirk_and_fix() -> None:
 def test_mem_pooling_rejects_wrong_grid() -> None:
     with pytest.raises(ValueError, match="merged tokens"):
         MemoryPooling(3, 2).pool(torch.zeros(10, 3), torch.ones(1, 1, 2, 2, dtype=torch.bool))
+
+
+# ------------------------------------------------------------------------------------------------ seg alignment
+def test_seg_alignment_loss_prefers_the_target_and_skips_absent_objects() -> None:
+    from unipixel.model.seg_align import seg_alignment_loss
+
+    torch.manual_seed(0)
+    vision = torch.randn(16, 4, 4)
+    masks = torch.zeros(2, 32, 32)
+    masks[0, :8, :8] = 1  # object 0 fills feature cell (0, 0); object 1 fills cell (3, 3)
+    masks[1, 24:, 24:] = 1
+    on_target = torch.stack([vision[:, 0, 0], vision[:, 3, 3]])[:, None].repeat(1, 2, 1)  # (O, K, D)
+    swapped = on_target.flip(0)
+    good = seg_alignment_loss(on_target, vision, masks)
+    bad = seg_alignment_loss(swapped, vision, masks)
+    assert good is not None and bad is not None and good < bad
+    assert good < 1.0 < bad  # a query equal to the target's feature puts most of its mass there
+    q = swapped.clone().requires_grad_(True)
+    seg_alignment_loss(q, vision, masks).backward()
+    assert q.grad is not None and q.grad.abs().sum() > 0
+    # an object absent from the frame contributes nothing; all absent -> None
+    only0 = masks.clone()
+    only0[1] = 0
+    assert torch.allclose(seg_alignment_loss(on_target, vision, only0), seg_alignment_loss(on_target[:1], vision, masks[:1]))
+    assert seg_alignment_loss(on_target, vision, torch.zeros_like(masks)) is None
+    with pytest.raises(ValueError, match="queries"):
+        seg_alignment_loss(on_target[0], vision, masks)
+    with pytest.raises(ValueError, match="mismatch"):
+        seg_alignment_loss(on_target, vision[:8], masks)

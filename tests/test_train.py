@@ -89,6 +89,57 @@ def test_features_reproduce_the_reference_training_inputs_and_loss(processor, tm
     assert out.seg_loss.item() == pytest.approx(case["seg_loss"], abs=1e-3)
 
 
+def test_seg_align_weight_adds_the_alignment_term_to_the_reference_loss(processor, tmp_path: Path) -> None:
+    from unipixel.model.seg_align import seg_alignment_loss
+    from unipixel.sam2.tracker import encode_frames
+
+    sample, _, _ = _golden_case_e_sample(tmp_path)
+    cfg = FeatureConfig(num_frames=4, sampling="uniform", sam2_image_size=128, **PIXELS)
+    batch = UniPixelCollator(processor.tokenizer.pad_token_id)([build_features(sample, processor, cfg)])
+    model = load_golden_model()
+    model.train()
+    with torch.no_grad():
+        ref = model(**batch)
+        model.config.seg_align_weight = 0.5
+        out = model(**batch)
+        feats = encode_frames(model.sam2, batch["sam2_frames"][0])
+        expected = seg_alignment_loss(out.seg_queries, feats.get(0)[2][0], batch["label_masks"][0][0])
+    assert "align_loss" not in ref.seg_loss_terms
+    assert out.seg_loss_terms["align_loss"].item() == pytest.approx(expected.item(), rel=1e-5)
+    assert out.seg_loss.item() == pytest.approx(ref.seg_loss.item() + 0.5 * expected.item(), rel=1e-5)
+    assert out.lm_loss.item() == ref.lm_loss.item()
+
+
+@pytest.mark.parametrize("per_group", [False, True])
+def test_clip_per_group_keeps_a_small_group_unclipped(processor, tmp_path: Path, per_group: bool) -> None:
+    from unipixel.train.trainer import UniPixelTrainer
+
+    model = load_golden_model()
+    preset = get_stage(3).override(lora=False, tuning_modules=("seg", "sam2"), clip_per_group=per_group)
+    model = apply_tuning(model, preset)
+    trainer = UniPixelTrainer(
+        model=model, args=training_args(tmp_path / "out", max_grad_norm=1.0), processing_class=processor, preset=preset
+    )
+    trainer.create_optimizer()
+    groups = {g["name"]: [p for p in g["params"]] for g in trainer.optimizer.param_groups if g["params"]}
+    assert {"regular", "sam2_enc", "sam2_dec"} <= set(groups)
+    target = {"regular": 0.5, "sam2_enc": 30.0, "sam2_dec": 2.0}  # group norms before clipping
+    for name, params in groups.items():
+        n = sum(p.numel() for p in params)
+        for p in params:
+            p.grad = torch.full_like(p, target.get(name, 0.0) / n**0.5)
+    norm = trainer._clip_grad_norm(trainer.model)
+    assert float(norm) == pytest.approx(sum(v**2 for v in target.values()) ** 0.5, rel=1e-4)
+    after = {k: float(torch.cat([p.grad.flatten() for p in v]).norm()) for k, v in groups.items()}
+    if per_group:  # each group on its own: the small one untouched, the large ones at the limit
+        assert after["regular"] == pytest.approx(0.5, rel=1e-4)
+        assert after["sam2_enc"] == pytest.approx(1.0, rel=1e-3) and after["sam2_dec"] == pytest.approx(1.0, rel=1e-3)
+    else:  # the reference's global clip shrinks every group by the same factor
+        scale = 1.0 / float(norm)
+        assert after["regular"] == pytest.approx(0.5 * scale, rel=1e-3)
+        assert after["sam2_enc"] == pytest.approx(30.0 * scale, rel=1e-3)
+
+
 def test_assistant_labels_cover_answers_and_im_end_only() -> None:
     header, end = [7, 8, 9], 5
     ids = torch.tensor([1, 2, 5, 3, 7, 8, 9, 20, 21, 5, 3, 4, 5, 3, 7, 8, 9, 30, 5])

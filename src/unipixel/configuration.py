@@ -35,6 +35,12 @@ _REFERENCE_FIELDS: dict[str, Any] = {
     "mem_token_id": None,
 }
 
+# Training switches of this implementation (not in the reference); their defaults are the reference's behaviour.
+_TRAINING_FIELDS: dict[str, Any] = {
+    # weight of the query-pixel alignment loss (unipixel.model.seg_align); 0 = the reference's loss only
+    "seg_align_weight": 0.0,
+}
+
 # Reference behaviours reproduced by default (True = behave like the released checkpoints).
 _QUIRK_FIELDS: dict[str, bool] = {
     # §1.6: merger-MLP inputs are in ViT window order but indexed with a raster-order mask.
@@ -63,12 +69,14 @@ class UniPixelConfig(Qwen2_5_VLConfig):
       - ``quirk_int_box_coords``: box prompts become int32 pixel coordinates in SAM 2 space;
       - ``quirk_padded_temporal_norm``: normalise the ``<|ref|>`` frame index by ``2*gt-1`` instead of ``T-1``;
       - ``quirk_prompt_first_frame``: condition SAM 2 on frame 0 rather than on the frame an object was referred on.
+    * ``seg_align_weight``: weight of this implementation's optional query-pixel alignment loss in training
+      (:mod:`unipixel.model.seg_align`); 0 (default) trains with the reference's loss only.
     """
 
     model_type = MODEL_TYPE
 
     def __init__(self, sam2_arch: dict[str, Any] | None = None, **kwargs: Any) -> None:
-        extras = {k: kwargs.pop(k, v) for k, v in {**_REFERENCE_FIELDS, **_QUIRK_FIELDS}.items()}
+        extras = {k: kwargs.pop(k, v) for k, v in {**_REFERENCE_FIELDS, **_TRAINING_FIELDS, **_QUIRK_FIELDS}.items()}
         super().__init__(**kwargs)
         for key, value in extras.items():
             setattr(self, key, value)

@@ -307,10 +307,12 @@ class UniPixelForConditionalGeneration(Qwen2_5_VLForConditionalGeneration):
         """Reference training path (§1.7): per sample, all its ``<|seg|>`` tokens vs its label masks."""
         from ..sam2.loss import sam2_mask_loss
         from ..sam2.tracker import Sam2Tracker
+        from .seg_align import seg_alignment_loss
 
         if sam2_frames is None:
             raise ValueError("label_masks need sam2_frames (the frames SAM 2 segments)")
         tracker = Sam2Tracker(self.sam2)
+        align_weight = float(getattr(self.config, "seg_align_weight", 0.0) or 0.0)
         losses, terms_all, frame_outs = [], [], []
         for b, masks in enumerate(label_masks):
             if masks is None:
@@ -325,16 +327,22 @@ class UniPixelForConditionalGeneration(Qwen2_5_VLForConditionalGeneration):
             if k is not None and k > 0 and hidden.shape[0] > k:
                 keep = torch.randperm(hidden.shape[0], device=hidden.device)[:k].sort().values
                 hidden, masks = hidden[keep], masks[:, keep]
-            frames = sam2_frames[b]
-            preds = tracker.forward_train(frames.to(hidden.dtype), hidden)
+            feats = tracker.encode_frames(sam2_frames[b].to(hidden.dtype))
+            preds = tracker.forward_train(feats, hidden)
             terms = sam2_mask_loss(preds, masks.to(hidden.dtype))
-            losses.append(terms["core_loss"] / masks.shape[0])
+            loss = terms["core_loss"] / masks.shape[0]
+            if align_weight > 0:  # optional query-pixel alignment on the conditioning frame (model/seg_align.py)
+                align = seg_alignment_loss(hidden, feats.get(0)[2][0], masks[0])
+                if align is not None:
+                    terms = {**terms, "align_loss": align.detach()}
+                    loss = loss + align_weight * align
+            losses.append(loss)
             terms_all.append(terms)
             frame_outs.append(preds)
         if losses:
             out.seg_loss = torch.stack(losses).mean()
             out.seg_loss_terms = terms_all[0] if len(terms_all) == 1 else {
-                k: torch.stack([t[k] for t in terms_all]).mean() for k in terms_all[0]
+                k: torch.stack([t[k] for t in terms_all if k in t]).mean() for k in {k for t in terms_all for k in t}
             }
             out.sam2_frame_outputs = frame_outs[0] if len(frame_outs) == 1 else None
             out.loss = out.seg_loss if out.loss is None else out.loss + out.seg_loss

@@ -90,6 +90,14 @@ def build_parser(prog: str = "unipixel train") -> argparse.ArgumentParser:
     g.add_argument("--weight-decay", type=float)
     g.add_argument("--scheduler", dest="lr_scheduler_type")
     g.add_argument("--sample-objects", type=int)
+    g.add_argument(
+        "--clip-per-group", action="store_true", default=None,
+        help="clip each optimizer parameter group (regular, lora, sam2_enc, sam2_dec; x decay/no-decay) on its own",
+    )  # fmt: skip
+    g.add_argument(
+        "--seg-align-weight", type=float,
+        help="weight of the query-pixel alignment loss (unipixel.model.seg_align; 0 = reference loss only)",
+    )  # fmt: skip
     g.add_argument("--seed", type=int, default=42)
     g.add_argument("--bf16", choices=("auto", "on", "off"), default="auto")
     g.add_argument("--no-gradient-checkpointing", action="store_true")
@@ -133,6 +141,8 @@ def resolve_preset(args: argparse.Namespace) -> Any:
         weight_decay=args.weight_decay,
         lr_scheduler_type=args.lr_scheduler_type,
         sample_objects=args.sample_objects,
+        seg_align_weight=args.seg_align_weight,
+        clip_per_group=args.clip_per_group,
         save_steps=args.save_steps,
         save_full_model=_on_off(args.save_full_model),
         datasets=tuple(args.data) if args.data else None,

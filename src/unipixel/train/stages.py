@@ -105,6 +105,8 @@ class StagePreset:
     sam2_dec_lr: float | None = None
     per_device_batch_size: int = 1
     sample_objects: int = -1
+    seg_align_weight: float = 0.0
+    clip_per_group: bool = False  # clip each optimizer parameter group's gradient norm on its own (see trainer)
     save_full_model: bool = False
     save_steps: int = 500
     datasets: tuple[str, ...] = ()
@@ -203,11 +205,13 @@ def apply_tuning(model: nn.Module, preset: StagePreset) -> nn.Module:
     """Freeze everything, add LoRA if the preset asks, unfreeze the preset's modules (reference ``train.py`` order:
     ``requires_grad_(False)`` → LoRA → unfreeze ``tuning_modules``). Returns the (possibly PEFT-wrapped) model.
 
-    Also writes the stage's model switches into the config (``sam2_enable_decoder``, ``sample_objects``).
+    Also writes the stage's model switches into the config (``sam2_enable_decoder``, ``sample_objects``,
+    ``seg_align_weight``).
     """
     cfg = model.config
     cfg.sam2_enable_decoder = preset.sam2_enable_decoder
     cfg.sample_objects = preset.sample_objects
+    cfg.seg_align_weight = preset.seg_align_weight
     model.requires_grad_(False)
     if preset.lora:
         from peft import LoraConfig, get_peft_model
