@@ -103,7 +103,7 @@ def test_seg_align_weight_adds_the_alignment_term_to_the_reference_loss(processo
         model.config.seg_align_weight = 0.5
         out = model(**batch)
         feats = encode_frames(model.sam2, batch["sam2_frames"][0])
-        expected = seg_alignment_loss(out.seg_queries, feats.get(0)[2][0], batch["label_masks"][0][0])
+        expected = seg_alignment_loss(out.seg_queries, feats.vision[0], batch["label_masks"][0][0])
     assert "align_loss" not in ref.seg_loss_terms
     assert out.seg_loss_terms["align_loss"].item() == pytest.approx(expected.item(), rel=1e-5)
     assert out.seg_loss.item() == pytest.approx(ref.seg_loss.item() + 0.5 * expected.item(), rel=1e-5)
@@ -121,7 +121,7 @@ def test_clip_per_group_keeps_a_small_group_unclipped(processor, tmp_path: Path,
         model=model, args=training_args(tmp_path / "out", max_grad_norm=1.0), processing_class=processor, preset=preset
     )
     trainer.create_optimizer()
-    groups = {g["name"]: [p for p in g["params"]] for g in trainer.optimizer.param_groups if g["params"]}
+    groups = {g["name"]: list(g["params"]) for g in trainer.optimizer.param_groups if g["params"]}
     assert {"regular", "sam2_enc", "sam2_dec"} <= set(groups)
     target = {"regular": 0.5, "sam2_enc": 30.0, "sam2_dec": 2.0}  # group norms before clipping
     for name, params in groups.items():

@@ -79,6 +79,8 @@ MIMETIC_PRETRAIN: dict[str, Any] = {
     "perception": {"tasks": ("region_caption", "region_qa", "general_qa"), "steps": 1400, "minutes": 12.0,
                    "seed": 0, "lr": 1e-3, "weight_decay": 0.1},
 }  # fmt: skip
+MIMETIC_PHASE: dict[str, Any] = {"steps": 3400, "minutes": 46.0, "seed": 1, "lr": 1e-3, "enc_lr": 1e-4,
+                                 "weight_decay": 0.1}  # fmt: skip
 VARIANTS: dict[str, dict[str, Any]] = {
     "shipped": {
         "init": {"multimask": True, "sam2_default_init": False, "tie_sam2_pe": False, "tie_ref_pe": False},
@@ -106,7 +108,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "mimetic": {
         "init": MIMETIC_INIT,
         "pretrain": MIMETIC_PRETRAIN,
-        "phases": ({"steps": 3400, "minutes": 46.0, "seed": 1, "lr": 1e-3, "enc_lr": 1e-4, "weight_decay": 0.1},),
+        "phases": (MIMETIC_PHASE,),
     },
     # ``mimetic224`` (fourth session): ``mimetic`` with 224x224 frames for the LLM (64 merged vision tokens per frame
     # instead of 16; vision window 224 so every layer sees the whole frame and the window-order <|mem|> pooling quirk
@@ -137,7 +139,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "mimetic-wd0": {
         "init": MIMETIC_INIT,
         "pretrain": MIMETIC_PRETRAIN,  # the same jobs as ``mimetic``: a finished ``mimetic`` pre-training can be reused
-        "phases": ({"steps": 3400, "minutes": 46.0, "seed": 1, "lr": 1e-3, "enc_lr": 1e-4, "weight_decay": 0.0},),
+        "phases": ({**MIMETIC_PHASE, "weight_decay": 0.0},),
     },
     # ``mimetic-clip`` (fifth session): ``mimetic-wd0`` with each optimizer parameter group clipped on its own. Why:
     # batches hold one data type, and on segmentation batches the SAM 2 image encoder's gradient (norm ~36) dwarfs the
@@ -147,8 +149,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "mimetic-clip": {
         "init": MIMETIC_INIT,
         "pretrain": MIMETIC_PRETRAIN,  # the same jobs as ``mimetic``: a finished ``mimetic`` pre-training can be reused
-        "phases": ({"steps": 3400, "minutes": 46.0, "seed": 1, "lr": 1e-3, "enc_lr": 1e-4, "weight_decay": 0.0,
-                    "clip_per_group": True},),
+        "phases": ({**MIMETIC_PHASE, "weight_decay": 0.0, "clip_per_group": True},),
     },
 }  # fmt: skip
 

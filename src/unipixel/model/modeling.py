@@ -312,7 +312,7 @@ class UniPixelForConditionalGeneration(Qwen2_5_VLForConditionalGeneration):
         if sam2_frames is None:
             raise ValueError("label_masks need sam2_frames (the frames SAM 2 segments)")
         tracker = Sam2Tracker(self.sam2)
-        align_weight = float(getattr(self.config, "seg_align_weight", 0.0) or 0.0)
+        align_weight = self.config.seg_align_weight
         losses, terms_all, frame_outs = [], [], []
         for b, masks in enumerate(label_masks):
             if masks is None:
@@ -332,7 +332,7 @@ class UniPixelForConditionalGeneration(Qwen2_5_VLForConditionalGeneration):
             terms = sam2_mask_loss(preds, masks.to(hidden.dtype))
             loss = terms["core_loss"] / masks.shape[0]
             if align_weight > 0:  # optional query-pixel alignment on the conditioning frame (model/seg_align.py)
-                align = seg_alignment_loss(hidden, feats.get(0)[2][0], masks[0])
+                align = seg_alignment_loss(hidden, feats.vision[0], masks[0])
                 if align is not None:
                     terms = {**terms, "align_loss": align.detach()}
                     loss = loss + align_weight * align
@@ -342,7 +342,7 @@ class UniPixelForConditionalGeneration(Qwen2_5_VLForConditionalGeneration):
         if losses:
             out.seg_loss = torch.stack(losses).mean()
             out.seg_loss_terms = terms_all[0] if len(terms_all) == 1 else {
-                k: torch.stack([t[k] for t in terms_all if k in t]).mean() for k in {k for t in terms_all for k in t}
+                k: torch.stack([t[k] for t in terms_all if k in t]).mean() for k in dict.fromkeys(k for t in terms_all for k in t)
             }
             out.sam2_frame_outputs = frame_outs[0] if len(frame_outs) == 1 else None
             out.loss = out.seg_loss if out.loss is None else out.loss + out.seg_loss
