@@ -110,6 +110,12 @@ def test_sam2_prompt_pretraining_trains_only_sam2(ckpts, synth_data, tmp_path) -
         for p, m in zip(points[:, 0, 0], masks, strict=True):
             x, y = int(p[0]), int(p[1])
             assert m[max(y - 1, 0) : y + 2, max(x - 1, 0) : x + 2].any()
+    from unipixel.data.masks import decode_rle
+    from unipixel.visual_prompts import resize_mask
+
+    for fo, (_, _, masks) in zip(items[:3], prompts, strict=True):  # labels resized as in joint training
+        expected = torch.stack([resize_mask(decode_rle(r).astype(bool), 128) for r in fo.rles])
+        assert torch.equal(masks, expected)
 
     out = train_sam2_prompts(ckpts["single"], synth_data / "samples.jsonl", tmp_path / "pre", steps=2, batch_size=2)
     changed = _changed_keys(ckpts["single"], out)

@@ -29,7 +29,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 __all__ = ["FrameObjects", "collect_frame_objects", "prompt_batch", "sam2_prompt_loss", "train_sam2_prompts", "main"]
 
@@ -112,6 +111,7 @@ def prompt_batch(
     """
     from ..data.masks import decode_rle
     from ..media import sam2_transform
+    from ..visual_prompts import resize_mask
 
     frames, prompts = [], []
     for fo in items:
@@ -135,8 +135,7 @@ def prompt_batch(
                 j = int(rng.integers(xs.size))
                 pts.append([[xs[j] * sx, ys[j] * sy], [0.0, 0.0]])  # SAM adds the half-pixel shift
                 labs.append([1, -1])  # padded to two points with SAM's "not a point"
-            mt = torch.from_numpy(m)[None, None].float()
-            masks.append(F.interpolate(mt, size=(image_size, image_size), mode="nearest")[0, 0] > 0.5)
+            masks.append(resize_mask(m, image_size))  # the same label resize as the joint training path
         prompts.append((
             torch.tensor(pts, dtype=torch.float32)[:, None],
             torch.tensor(labs, dtype=torch.int32)[:, None],
