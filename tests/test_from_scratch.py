@@ -133,6 +133,25 @@ def test_sam2_prompt_pretraining_enc_lr_zero_freezes_the_image_encoder(ckpts, sy
     assert json.loads((out / "sam2_prompt_pretraining.json").read_text())["enc_lr"] == 0
 
 
+def test_sam2_prompt_pretraining_decays_weights_not_biases_or_norms(ckpts) -> None:
+    from unipixel.train.sam2_prompts import sam2_param_groups
+
+    sam2 = _load(ckpts["single"]).sam2
+    names = {id(p): n for n, p in sam2.named_parameters()}
+    enc = {id(p) for p in sam2.vision_encoder.parameters()}
+    groups = sam2_param_groups(sam2, 1e-3, 1e-4, 0.1)
+    seen = [id(p) for g in groups for p in g["params"]]
+    assert sorted(seen) == sorted(names) and len(set(seen)) == len(seen)  # every tensor once
+    for g in groups:
+        plain = [names[id(p)] for p in g["params"]]
+        assert g["lr"] == (1e-4 if id(g["params"][0]) in enc else 1e-3)
+        assert all((id(p) in enc) == (id(g["params"][0]) in enc) for p in g["params"])
+        if g["weight_decay"]:
+            assert all(not n.endswith(".bias") and "norm" not in n for n in plain)
+        else:
+            assert all(n.endswith(".bias") or "norm" in n for n in plain)
+
+
 def test_mimetic_decoder_init_matches_a_click_to_its_location(tmp_path) -> None:
     from unipixel.model.init import mimetic_sam2_decoder
 

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["FrameObjects", "collect_frame_objects", "prompt_batch", "sam2_prompt_loss", "train_sam2_prompts", "main"]
+__all__ = ["FrameObjects", "collect_frame_objects", "prompt_batch", "sam2_param_groups", "sam2_prompt_loss", "train_sam2_prompts", "main"]
 
 logger = logging.getLogger(__name__)
 
@@ -172,6 +172,23 @@ def sam2_prompt_loss(
     return totals
 
 
+def sam2_param_groups(sam2: torch.nn.Module, lr: float, enc_lr: float, weight_decay: float) -> list[dict[str, Any]]:
+    """AdamW groups of SAM 2's trainable parameters: {image encoder at ``enc_lr``, the rest at ``lr``} × {weights
+    with ``weight_decay``, biases and norm layers without} — the joint trainer's rule (transformers' Trainer), so
+    that pre-training and joint training regularise the same tensors. Empty groups are dropped."""
+    from transformers import Trainer
+
+    decay = set(Trainer.get_decay_parameter_names(None, sam2))  # type: ignore[arg-type]  # the rule reads no state
+    enc_ids = {id(p) for p in sam2.vision_encoder.parameters()}
+    named = [(n, p) for n, p in sam2.named_parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for n, p in named if (id(p) in enc_ids) == enc and (n in decay) == dec],
+         "lr": enc_lr if enc else lr, "weight_decay": weight_decay if dec else 0.0}
+        for enc in (False, True) for dec in (True, False)
+    ]  # fmt: skip
+    return [g for g in groups if g["params"]]
+
+
 def train_sam2_prompts(
     model_dir: str | Path,
     samples_jsonl: str | Path | Sequence[str | Path],
@@ -188,7 +205,7 @@ def train_sam2_prompts(
 ) -> Path:
     """Pre-train the SAM 2 part of the checkpoint in ``model_dir`` and save the whole checkpoint to ``out_dir``.
 
-    AdamW (``weight_decay``), 3 % linear warm-up then cosine decay, gradient clipping at 1.0 (UniPixel's
+    AdamW (``weight_decay`` on weights, not on biases and norms), 3 % linear warm-up then cosine decay, gradient clipping at 1.0 (UniPixel's
     trainer settings). ``minutes`` stops early (the schedule is still computed for ``steps``). ``enc_lr`` is the
     image encoder's learning rate (default ``lr``; 0 freezes it), as UniPixel separates ``sam2_enc_lr`` from
     ``sam2_dec_lr``: a randomly initialised encoder trained at the decoder's rate inflates its features until the
@@ -211,14 +228,11 @@ def train_sam2_prompts(
     processor = UniPixelProcessor.from_pretrained(str(model_dir))
     sam2 = model.sam2
     sam2.train()
-    enc_ids = {id(p) for p in sam2.vision_encoder.parameters()}
     enc_lr = lr if enc_lr is None else enc_lr
     if enc_lr == 0:
         sam2.vision_encoder.requires_grad_(False)
-    params = [p for p in sam2.parameters() if p.requires_grad]
-    groups = [{"params": [p for p in params if id(p) not in enc_ids], "lr": lr},
-              {"params": [p for p in params if id(p) in enc_ids], "lr": enc_lr}]  # fmt: skip
-    opt = torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=weight_decay)
+    groups = sam2_param_groups(sam2, lr, enc_lr, weight_decay)
+    opt = torch.optim.AdamW(groups)
     sched = get_cosine_schedule_with_warmup(opt, math.ceil(0.03 * steps), steps)
     logger.info("SAM 2 prompt pre-training: %d frames with objects, %d steps of %d frames", len(items), steps,
                 batch_size)  # fmt: skip
@@ -234,7 +248,7 @@ def train_sam2_prompts(
         frames, prompts = prompt_batch(batch, sam2.config.image_size, rng, box_prob)
         losses = sam2_prompt_loss(sam2, frames, prompts)
         losses["loss"].backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], 1.0)
         opt.step()
         sched.step()
         opt.zero_grad(set_to_none=True)
