@@ -65,6 +65,48 @@ def test_chat_feeds_objects_back_as_memory(api, frames) -> None:
         session.set_mask(0, np.zeros((2, 2), bool))
 
 
+def test_a_bare_point_is_one_point_and_prompt_frames_survive_batching(api, frames) -> None:
+    one = api.predict(frames, "What is [0]?", points=(31, 41, 2), response="[0] <|seg|>")
+    listed = api.predict(frames, "What is [0]?", points=[(31, 41, 2)], response="[0] <|seg|>")
+    assert one.objects[0].masks.rle(0) == listed.objects[0].masks.rle(0)
+    many = np.concatenate([frames] * 25)  # 100 frames: uniform sampling of 4 would skip frame 5
+    assert 5 not in keep_frames_sampling(100, 4, keep=[]).tolist()
+    out = api.predict_batch([{"media": many, "prompt": "What is [0]?", "points": [(31, 41, 5)],
+                              "options": {"num_frames": 4, "response": "[0] <|seg|>"}}])
+    assert 5 in out[0].llm_frame_indices
+
+
+def test_from_pretrained_checks_device_and_dtype() -> None:
+    from unipixel.api import _resolve_device, _resolve_dtype
+
+    with pytest.raises(ValueError, match="unknown device 'bogus'"):
+        _resolve_device("bogus")
+    import torch
+
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            _resolve_device("cuda")
+    assert _resolve_dtype("bf16", torch.device("cpu")) == torch.bfloat16
+    assert _resolve_dtype(None, torch.device("cpu")) == torch.float32
+    with pytest.raises(ValueError, match="unknown dtype 'float8'"):
+        _resolve_dtype("float8", torch.device("cpu"))
+
+
+def test_chat_ids_in_the_text_match_the_objects_across_turns(api, frames) -> None:
+    session = api.chat(frames)
+    first = session.ask("Please segment the red object.", response="It is <|seg|>.")
+    second = session.ask("And the blue one?", response="It is <|seg|>.")
+    assert [o.id for o in first.objects] == [0] and first.clean_text == "It is [0]."
+    assert [o.id for o in second.objects] == [1] and second.clean_text == "It is [1]."
+    assert session.history[1][1] == "It is [1]." and sorted(session.objects) == [0, 1]
+    before = session.objects[1].rle(0)
+    third = session.ask("Segment [0] again.", response="[0] <|seg|>")
+    assert [o.id for o in third.objects] == [0] and sorted(session.objects) == [0, 1]  # re-segmented, not new
+    assert session.objects[1].rle(0) == before
+    with pytest.raises(ValueError, match=r"refers to \[7\] but the objects are: \[0\], \[1\]"):
+        session.ask("What is [7] doing?")
+
+
 def test_batch_and_frame_keeping(api, frames) -> None:
     out = api.predict_batch([{"media": frames, "prompt": "Please segment the moving red object in this video."}] * 2)
     assert out[0].text == out[1].text
@@ -75,8 +117,30 @@ def test_batch_and_frame_keeping(api, frames) -> None:
 def test_bad_input_is_explained(api, frames) -> None:
     with pytest.raises(ValueError, match=r"no <\|ref\|> and no '\[0\]'"):
         api.predict(frames, "What is this?", points=[(3, 4)])
-    with pytest.raises(ValueError, match="not among the sampled frames|outside"):
+    with pytest.raises(ValueError, match=r"frame 99 but the media has 4 frames \(0\.\.3\)"):
         api.predict(frames, "What is [0]?", points=[(3, 4, 99)])
+    with pytest.raises(ValueError, match=r"frame 1 but the media is an image \(frame 0 only\)"):
+        api.predict(frames[0], "What is [0]?", points=[(3, 4, 1)])
+    with pytest.raises(ValueError, match="whole number >= 0"):
+        api.predict(frames, "What is [0]?", points=[(3, 4, -1)])
+    with pytest.raises(ValueError, match="whole number >= 0"):
+        api.predict(frames, "What is [0]?", points=[(3, 4, 2.5)])
+    with pytest.raises(ValueError, match="holds numbers, got str"):
+        api.predict(frames, "What is [0]?", points=[("3", "4")])
+    with pytest.raises(ValueError, match="non-empty string"):
+        api.predict(frames, "  ")
+    with pytest.raises(ValueError, match="non-empty string"):
+        api.predict(frames, None)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"refers to \[1\] but the objects are: \[0\]"):
+        api.predict(frames, "Is [0] left of [1]?", points=[(3, 4)])
+    with pytest.raises(ValueError, match=r"refers to \[0\] but the objects are: none"):
+        api.predict(frames, "What is [0]?")
+    with pytest.raises(ValueError, match="max_new_tokens must be a whole number >= 1"):
+        api.predict(frames, "What is this?", max_new_tokens=0)
+    with pytest.raises(ValueError, match="num_frames must be a whole number >= 1"):
+        api.predict(frames, "What is this?", num_frames=0)
+    with pytest.raises(ValueError, match="options must be a list of 2 to 26"):
+        api.pixelqa(frames, "What is [0]?", "AB", points=[(3, 4)])  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="point is 2 numbers"):
         api.predict(frames, "What is [0]?", points=[(3,)])
     with pytest.raises((ValueError, FileNotFoundError)):

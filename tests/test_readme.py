@@ -19,4 +19,4 @@ def test_readme_python_api_block_runs(tmp_path: Path, monkeypatch) -> None:
     exec(compile(code, "README.md", "exec"), scope)  # noqa: S102 - running the documented example is the test
     assert os.path.exists(tmp_path / "result.json")
     assert scope["qa"].text.startswith("The best option is (")
-    assert len(scope["chat"].history) == 2
+    assert len(scope["chat"].history) == 1 + len(scope["first"].objects)  # one follow-up per segmented object

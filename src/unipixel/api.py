@@ -13,6 +13,7 @@ prompt refers to are always kept.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .media import Media, llm_pixel_budget, load_media, sample_frame_indices
+from .media import Media, count_frames, llm_pixel_budget, load_media, sample_frame_indices
 from .processing import ObjectPrompt, UniPixelProcessor
 from .results import MaskTrack, UniPixelResult, build_result
 from .tokenizer import REF_TOKEN, SEG_TOKEN
@@ -54,18 +55,61 @@ class Request:
 
 
 def _split_frame(spec: Sequence[float], n: int, what: str) -> tuple[list[float], int]:
+    """``(x, y[, frame])`` / ``(x1, y1, x2, y2[, frame])`` → coordinates and a frame index, checked."""
+    if isinstance(spec, (str, bytes)) or not isinstance(spec, Sequence | np.ndarray):
+        raise ValueError(f"a {what} is a tuple of {n} numbers (+ an optional frame index), got {spec!r}")
     vals = list(spec)
+    if len(vals) not in (n, n + 1):
+        raise ValueError(f"a {what} is {n} numbers (+ an optional frame index), got {spec!r}")
+    for v in vals:
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
+            raise ValueError(f"a {what} holds numbers, got {type(v).__name__} {v!r} in {spec!r}")
     if len(vals) == n:
-        return vals, 0
-    if len(vals) == n + 1:
-        return vals[:n], int(vals[n])
-    raise ValueError(f"a {what} is {n} numbers (+ an optional frame index), got {spec!r}")
+        return [float(v) for v in vals[:n]], 0
+    frame = vals[n]
+    if float(frame) != int(frame) or int(frame) < 0:
+        raise ValueError(f"the frame index of {what} {spec!r} must be a whole number >= 0, got {frame!r}")
+    return [float(v) for v in vals[:n]], int(frame)
+
+
+def _as_specs(specs: Any, n: int, what: str) -> list[Sequence[float]]:
+    """A list of prompts; a single bare prompt (``(10, 20)`` for a point) is accepted as a list of one."""
+    if specs is None:
+        return []
+    if isinstance(specs, (str, bytes)):
+        raise ValueError(f"{what}s must be a list of tuples of numbers, got the string {specs!r}")
+    items = list(specs)
+    if items and all(isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) for v in items):
+        if len(items) in (n, n + 1):
+            return [items]
+        raise ValueError(f"{what}s must be a list of ({n} numbers[, frame]) tuples, got the flat sequence {specs!r}")
+    return items
+
+
+def _check_prompt(prompt: Any) -> str:
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise ValueError(f"the prompt must be a non-empty string, got {prompt!r}")
+    return prompt
+
+
+def _check_positive(value: int | None, name: str) -> int | None:
+    if value is not None and (isinstance(value, bool) or int(value) != value or int(value) < 1):
+        raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
+    return value
+
+
+def _check_markers(prompt: str, known: Sequence[int], hint: str) -> None:
+    """Every ``[k]`` in the prompt must name an object the caller gave (or, in chat, one the session knows)."""
+    unknown = sorted({int(k) for k in re.findall(r"\[(\d+)\]", prompt)} - {int(k) for k in known})
+    if unknown:
+        have = ", ".join(f"[{k}]" for k in sorted(set(known))) or "none"
+        raise ValueError(f"the prompt refers to {', '.join(f'[{k}]' for k in unknown)} but the objects are: {have}; {hint}")
 
 
 def prompt_frames(points: Sequence[PointSpec] = (), boxes: Sequence[BoxSpec] = (), masks: Sequence[Any] = ()) -> list[int]:
     """The original frame indices the prompts refer to (frame sampling must keep them)."""
-    keep = [int(_split_frame(p, 2, "point")[1]) for p in points]
-    keep += [int(_split_frame(b, 4, "box")[1]) for b in boxes]
+    keep = [int(_split_frame(p, 2, "point")[1]) for p in _as_specs(points, 2, "point")]
+    keep += [int(_split_frame(b, 4, "box")[1]) for b in _as_specs(boxes, 4, "box")]
     return keep + [int(m[1]) for m in masks if isinstance(m, tuple)]
 
 
@@ -122,11 +166,8 @@ class UniPixel:
         from . import UniPixelForConditionalGeneration
 
         path = default_model_path() if name_or_path is None else name_or_path
-        dev = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        if dtype is None:
-            dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
-        elif isinstance(dtype, str):
-            dtype = getattr(torch, dtype)
+        dev = _resolve_device(device)
+        dtype = _resolve_dtype(dtype, dev)
         api_kwargs = {k: kwargs.pop(k) for k in ("num_frames", "min_pixels", "max_pixels", "max_new_tokens") if k in kwargs}
         model = UniPixelForConditionalGeneration.from_pretrained(
             path, dtype=dtype, attn_implementation=attn_implementation, **kwargs
@@ -141,19 +182,22 @@ class UniPixel:
     # ------------------------------------------------------------------ media
     def load(self, media: Any, num_frames: int | None = None, keep: Sequence[int] = ()) -> Media:
         """Decode ``media``, sampling ``num_frames`` frames uniformly (videos) while keeping the ``keep`` frames."""
+        n = _check_positive(num_frames, "num_frames") or self.num_frames
         if isinstance(media, Media):
+            missing = sorted(set(keep) - {int(i) for i in media.frame_indices})
+            if missing:
+                raise ValueError(f"prompt frame(s) {missing} are not among the loaded frames {media.frame_indices.tolist()}")
             return media
-        n = num_frames or self.num_frames
         if not keep:
             return load_media(media, num_frames=n)
-        full = load_media(media)
-        if full.is_image or full.num_frames <= n:
-            return full
-        idx = keep_frames_sampling(full.num_frames, n, keep)
-        return Media(
-            frames=full.frames[idx], fps=full.fps, is_image=False, frame_indices=full.frame_indices[idx],
-            source=full.source, total_frames=full.total_frames,
-        )
+        total = count_frames(media)  # no decoding: choose the frames first, then decode only those
+        for k in sorted(set(keep)):
+            if not 0 <= k < total:
+                where = "the media is an image (frame 0 only)" if total == 1 else f"the media has {total} frames (0..{total - 1})"
+                raise ValueError(f"a prompt refers to frame {k} but {where}; give a frame index inside it")
+        if total <= n:
+            return load_media(media)
+        return load_media(media, indices=keep_frames_sampling(total, n, keep))
 
     def _budget(self, media: Media) -> tuple[int, int]:
         lo, hi = llm_pixel_budget(max(media.num_frames, 1))
@@ -166,10 +210,10 @@ class UniPixel:
         from .visual_prompts import prompt_frame_position
 
         objs = []
-        for p in points:
+        for p in _as_specs(points, 2, "point"):
             xy, f = _split_frame(p, 2, "point")
             objs.append(ObjectPrompt(frame=prompt_frame_position(f, media.frame_indices), point=xy))
-        for b in boxes:
+        for b in _as_specs(boxes, 4, "box"):
             xyxy, f = _split_frame(b, 4, "box")
             objs.append(ObjectPrompt(frame=prompt_frame_position(f, media.frame_indices), box=xyxy))
         for m in masks:
@@ -218,6 +262,7 @@ class UniPixel:
         do_sample: bool = False,
         mem_object_ids: Sequence[int] | None = None,
         sam2_media: Media | None = None,
+        reserved_ids: Sequence[int] = (),
         **gen_kwargs: Any,
     ) -> UniPixelResult:
         """One model call on already decoded ``media`` with the object prompts in exactly the given order.
@@ -225,9 +270,10 @@ class UniPixel:
         The primitive under :meth:`predict`, :meth:`pixelqa`, chat sessions and the evaluation protocols: no file
         loading, no prompt-frame bookkeeping. ``response`` teacher-forces the answer (one forward; masks for its
         ``<|seg|>`` tokens), ``assistant_prefix`` starts the answer, ``history`` holds earlier (user, assistant)
-        turns, ``mem_object_ids`` names mask-prompted objects in the region prefix and ``sam2_media`` gives SAM 2
-        other frames than the LLM sees.
+        turns, ``mem_object_ids`` names mask-prompted objects in the region prefix, ``sam2_media`` gives SAM 2
+        other frames than the LLM sees and ``reserved_ids`` are ids new unnamed objects must not take.
         """
+        _check_positive(max_new_tokens, "max_new_tokens")
         t0 = time.perf_counter()
         lo, hi = self._budget(media)
         cfg = self.model.config
@@ -247,7 +293,8 @@ class UniPixel:
             else:
                 greedy = {} if do_sample else dict(temperature=None, top_k=None, top_p=None)
                 gen = self.model.generate(
-                    **kw, max_new_tokens=max_new_tokens or self.max_new_tokens, do_sample=do_sample,
+                    **kw, max_new_tokens=self.max_new_tokens if max_new_tokens is None else max_new_tokens,
+                    do_sample=do_sample,
                     repetition_penalty=None, **greedy, **gen_kwargs,
                 )
                 prompt_len = kw["input_ids"].shape[1]
@@ -268,6 +315,7 @@ class UniPixel:
             media=media,
             prompt=prompt,
             timings={"preprocess_s": t1 - t0, "model_s": t2 - t1, "postprocess_s": time.perf_counter() - t2},
+            reserved_ids=reserved_ids,
         )
 
     def predict(
@@ -298,6 +346,17 @@ class UniPixel:
         objects in the region prefix (default 0, 1, ...; pass e.g. ``[2]`` when ``[0]``/``[1]`` are points).
         Objects are numbered points first, then boxes, then masks.
         """
+        _check_prompt(prompt)
+        points, boxes = _as_specs(points, 2, "point"), _as_specs(boxes, 4, "box")
+        masks = [] if masks is None else list(masks)
+        if mem_object_ids is not None and len(mem_object_ids) != len(masks):
+            raise ValueError(f"mem_object_ids names {len(mem_object_ids)} objects for {len(masks)} masks")
+        n_ref = len(points) + len(boxes)
+        known = list(range(n_ref)) + (list(mem_object_ids) if mem_object_ids is not None else
+                                      list(range(n_ref, n_ref + len(masks))))
+        if REF_TOKEN not in prompt:
+            _check_markers(prompt, known, "give one point, box or mask per object (objects are numbered points "
+                           "first, then boxes, then masks)")
         loaded = self.load(media, num_frames, prompt_frames(points, boxes, masks))
         sam2_media = None
         if sam2_frames == "all" and not loaded.is_image:
@@ -314,13 +373,14 @@ class UniPixel:
 
     def predict_batch(self, requests: Sequence[Request | dict[str, Any]]) -> list[UniPixelResult]:
         """Run many requests; media objects shared between requests are decoded once."""
-        cache: dict[int, Media] = {}
+        cache: dict[tuple[int, int | None, tuple[int, ...]], Media] = {}
         results = []
         for r in requests:
             req = r if isinstance(r, Request) else Request(**r)
-            key = id(req.media)
+            keep = tuple(sorted(set(prompt_frames(req.points, req.boxes, req.masks))))
+            key = (id(req.media), req.options.get("num_frames"), keep)
             if key not in cache and not isinstance(req.media, (str, Path)):
-                cache[key] = self.load(req.media, req.options.get("num_frames"))
+                cache[key] = self.load(req.media, req.options.get("num_frames"), keep)
             media = cache.get(key, req.media)
             results.append(
                 self.predict(media, req.prompt, points=req.points, boxes=req.boxes, masks=req.masks, **req.options)
@@ -343,9 +403,17 @@ class UniPixel:
         ``result.media["choice"]`` is the parsed letter."""
         from .eval.metrics import parse_choice
 
+        _check_prompt(question)
+        if isinstance(options, (str, bytes)) or not 2 <= len(options) <= 26:
+            raise ValueError(f"options must be a list of 2 to 26 answer strings, got {options!r}")
+        if not all(isinstance(o, str) and o.strip() for o in options):
+            raise ValueError(f"every option must be a non-empty string, got {list(options)!r}")
+        points, boxes = _as_specs(points, 2, "point"), _as_specs(boxes, 4, "box")
         n = len(points) + len(boxes)
         if n == 0:
             raise ValueError("PixelQA needs at least one point or box prompt")
+        if REF_TOKEN not in question:
+            _check_markers(question, range(n), "give one point or box per object (points first, then boxes)")
         opts = "".join(f"\n({chr(65 + i)}) {o}" for i, o in enumerate(options))
         loaded = self.load(media, num_frames, prompt_frames(points, boxes))
         objs = self._object_prompts(loaded, points, boxes, ())
@@ -384,19 +452,22 @@ class ChatSession:
     def ask(
         self, prompt: str, *, points: Sequence[PointSpec] = (), boxes: Sequence[BoxSpec] = (), **kw: Any
     ) -> UniPixelResult:
+        _check_prompt(prompt)
+        points, boxes = _as_specs(points, 2, "point"), _as_specs(boxes, 4, "box")
         ids = sorted(self.objects)
+        if REF_TOKEN not in prompt:
+            _check_markers(prompt, [*ids, *range(len(points) + len(boxes))],
+                           "refer to objects of earlier answers by their id, or give a point or box")
         mem = [ObjectPrompt(frame=0, mask=self.objects[i].array()) for i in ids]
         refs = self.api._object_prompts(self.media, points, boxes, ())
         text = self.api._with_ref_tokens(prompt, len(refs))
+        # Earlier objects keep their ids: a new unnamed object gets the next free id (in the text as well), an
+        # answer that names an existing id ("[0] <|seg|>") re-segments that object and replaces its masks.
         result = self.api.run(
-            self.media, text, refs + mem, history=self.history, mem_object_ids=ids or None, **kw
+            self.media, text, refs + mem, history=self.history, mem_object_ids=ids or None, reserved_ids=ids, **kw
         )
-        used = set(self.objects)
         for obj in result.objects:
-            new_id = obj.id if obj.id not in used else max(used | {-1}) + 1
-            obj.id = new_id
-            used.add(new_id)
-            self.objects[new_id] = obj.masks
+            self.objects[obj.id] = obj.masks
         self.history.append((text, result.clean_text))
         return result
 
@@ -409,6 +480,40 @@ class ChatSession:
                 f"{self.media.frame_size[1]}), got {arr.shape}"
             )
         self.objects[obj_id] = MaskTrack.from_array(arr, self.media.frame_indices)
+
+
+_DTYPES = {
+    "bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16,
+    "half": torch.float16, "fp32": torch.float32, "float32": torch.float32, "float": torch.float32,
+}
+
+
+def _resolve_device(device: str | torch.device | None) -> torch.device:
+    """The requested device, checked up front (default: CUDA when available, else CPU)."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"unknown device {device!r}; use 'cpu', 'cuda', 'cuda:N' or 'mps'") from e
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} was asked for but CUDA is not available here; use device='cpu'")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ValueError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {device!r} was asked for but MPS is not available here; use device='cpu'")
+    return dev
+
+
+def _resolve_dtype(dtype: torch.dtype | str | None, dev: torch.device) -> torch.dtype:
+    """bf16 on CUDA, fp32 elsewhere by default; strings such as ``"bf16"`` or ``"float32"`` are accepted."""
+    if dtype is None:
+        return torch.bfloat16 if dev.type == "cuda" else torch.float32
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if isinstance(dtype, str) and dtype.lower().removeprefix("torch.") in _DTYPES:
+        return _DTYPES[dtype.lower().removeprefix("torch.")]
+    raise ValueError(f"unknown dtype {dtype!r}; use one of {sorted(_DTYPES)} or a torch.dtype")
 
 
 def _to_device(kwargs: dict[str, Any], device: torch.device, dtype: torch.dtype) -> dict[str, Any]:

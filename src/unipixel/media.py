@@ -36,6 +36,7 @@ __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "Media",
+    "count_frames",
     "load_media",
     "sample_frame_indices",
     "sample_frame_indices_with_keep",
@@ -362,6 +363,36 @@ def _from_array(
         return Media(np.ascontiguousarray(arr[None]), None, True, np.zeros(1, np.int64), what, 1)
     idx = _select(arr.shape[0], num_frames, sampling, rng, indices)
     return Media(np.ascontiguousarray(arr[idx]), None, False, idx, what, int(arr.shape[0]))
+
+
+def count_frames(source: str | os.PathLike[str] | Image.Image | np.ndarray | torch.Tensor | Sequence[Any]) -> int:
+    """How many frames ``source`` has (1 for an image), without decoding a video (its packets are counted).
+
+    Lets callers choose frame indices before they decode anything (e.g. keep the frame a prompt points at).
+    Raises like :func:`load_media` on a missing path or an unsupported source.
+    """
+    if isinstance(source, Image.Image):
+        return 1
+    if isinstance(source, (np.ndarray, torch.Tensor)):
+        return 1 if source.ndim == 3 else int(source.shape[0])
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if not path.exists():
+            raise FileNotFoundError(f"media not found: {path}")
+        if path.is_dir():
+            return len(_list_frame_files(path))
+        ext = path.suffix.lower()
+        if ext in IMAGE_EXTENSIONS:
+            return 1
+        if ext in VIDEO_EXTENSIONS:
+            return _count_video_frames(path)
+        raise ValueError(
+            f"unsupported media extension {ext!r} for {path}; images: {sorted(IMAGE_EXTENSIONS)}, "
+            f"videos: {sorted(VIDEO_EXTENSIONS)}"
+        )
+    if isinstance(source, Sequence):
+        return len(source)
+    raise ValueError(f"unsupported media source of type {type(source).__name__}")
 
 
 def load_media(

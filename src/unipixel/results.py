@@ -715,12 +715,15 @@ def _marker_before(text: str, start: int) -> tuple[int, int] | None:
     return int(m.group(1)), m.start()
 
 
-def assign_object_ids(text: str, seg_spans: Sequence[Span], num_objects: int | None = None) -> list[int]:
+def assign_object_ids(
+    text: str, seg_spans: Sequence[Span], num_objects: int | None = None, reserved: Iterable[int] = ()
+) -> list[int]:
     """Ids for ``num_objects`` objects whose last ``len(seg_spans)`` ones produced the given ``<|seg|>`` spans.
 
     An ``[k]`` marker right before a ``<|seg|>`` names its object ``k``; the first object naming ``k`` keeps it
     (a duplicate is treated as unnamed).  Unnamed objects (including input objects without a span) get the
-    smallest ids not named anywhere, in object order, so "[1] <|seg|> and the cat <|seg|>" gives ids 1 and 0.
+    smallest ids not named anywhere and not ``reserved`` (ids a chat session already gave out), in object order,
+    so "[1] <|seg|> and the cat <|seg|>" gives ids 1 and 0, or 1 and 2 with ``reserved={0}``.
     """
     n = len(seg_spans) if num_objects is None else int(num_objects)
     if n < len(seg_spans):
@@ -735,12 +738,13 @@ def assign_object_ids(text: str, seg_spans: Sequence[Span], num_objects: int | N
             taken.add(mk[0])
     ids: list[int] = []
     nxt = 0
+    blocked = taken | {int(r) for r in reserved}
     for v in named:
         if v is None:
-            while nxt in taken:
+            while nxt in blocked:
                 nxt += 1
             v = nxt
-            taken.add(v)
+            blocked.add(v)
         ids.append(v)
     return ids
 
@@ -863,6 +867,7 @@ def build_result(
     threshold: float = 0.0,
     insert_ids: bool = True,
     compact: bool = True,
+    reserved_ids: Iterable[int] = (),
 ) -> UniPixelResult:
     """Assemble a :class:`UniPixelResult` from raw model outputs (the one place the API/CLI/server do this).
 
@@ -886,6 +891,8 @@ def build_result(
         threshold: logit threshold for float tracks.
         insert_ids: insert ``[id]`` markers into ``clean_text`` (see :func:`clean_answer_text`).
         compact: RLE-encode masks and drop dense copies right away (keeps results small).
+        reserved_ids: ids unnamed objects must not take (a chat session's earlier objects), so that the ids in
+            ``clean_text`` and on the objects stay unique across turns.
 
     Raises:
         ValueError: fewer tracks than ``<|seg|>`` tokens in ``text``, mismatched per-object lists, or masks
@@ -912,7 +919,7 @@ def build_result(
 
     offset = n - len(spans)
     span_of: list[Span | None] = [None] * offset + list(spans)
-    ids = assign_object_ids(text, spans, n)
+    ids = assign_object_ids(text, spans, n, reserved=reserved_ids)
     clean_text, clean_spans = clean_answer_text(text, spans, ids[offset:], insert_ids=insert_ids)
     clean_span_of: list[Span | None] = [None] * offset + clean_spans
 
