@@ -183,8 +183,12 @@ def test_box_to_sam_validation() -> None:
         box_to_sam((10, 0, 5, 4), (112, 168), 128)
     with pytest.raises(ValueError, match=r"y2=1.0 < y1=3.0"):
         box_to_sam((0, 3, 5, 1), (112, 168), 128)
-    with pytest.raises(ValueError, match=r"y2=112.0 is outside the frame.*\(112, 168\)"):
-        box_to_sam((0, 0, 5, 112), (112, 168), 128)
+    with pytest.raises(ValueError, match=r"box y2=112.5 is outside the frame.*\(112, 168\)"):
+        box_to_sam((0, 0, 5, 112.5), (112, 168), 128)
+    edge = box_to_sam((0, 0, 168, 112), (112, 168), 128)  # a result's exclusive box can be passed back
+    assert edge.coords.tolist() == box_to_sam((0, 0, 167, 111), (112, 168), 128).coords.tolist()
+    with pytest.raises(ValueError, match=r"box x1=168.0 is outside"):
+        box_to_sam((168, 0, 168, 5), (112, 168), 128)
     with pytest.raises(ValueError, match="one box"):
         box_to_sam((0, 0, 5), (112, 168), 128)
 

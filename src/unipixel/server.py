@@ -394,9 +394,10 @@ def check_against_media(probe: MediaProbe, spec: PredictSpec | PixelQASpec, cfg:
                        "frame indices are original frame numbers of the uploaded media")
         frames_used.add(frame)
         xs, ys = vals[0:n:2], vals[1:n:2]
-        if min(xs) < 0 or max(xs) > w or min(ys) < 0 or max(ys) > h:
+        if min(xs) < 0 or max(xs) > w or min(ys) < 0 or max(ys) > h or (n == 2 and (xs[0] >= w or ys[0] >= h)):
             raise _bad(name, f"{name} {vals[:n]} lies outside the {w}x{h} frame",
-                       "coordinates are original pixels: 0 <= x <= width, 0 <= y <= height")
+                       "coordinates are original pixels: a point 0 <= x < width, 0 <= y < height; a box's "
+                       "corners 0 <= x <= width, 0 <= y <= height")
     for i, (rle, frame) in enumerate(masks):
         if frame >= t:
             raise _bad("masks", f"masks[{i}] frame index {frame} is outside {where}")
@@ -1096,9 +1097,11 @@ def create_app(cfg: ServerConfig, api: Any | None = None) -> Any:
 
 
 def _guess_field(message: str) -> str | None:
-    for name in ("point", "box", "mask", "prompt", "frame"):
+    """The request field an API error is about (prompt kinds first: their messages also say "frame")."""
+    for name in ("point", "box", "mask", "prompt", "option", "num_frames", "frame"):
         if name in message:
-            return {"point": "points", "box": "boxes", "mask": "masks", "frame": "num_frames"}.get(name, name)
+            return {"point": "points", "box": "boxes", "mask": "masks", "option": "options",
+                    "frame": "num_frames"}.get(name, name)
     return None
 
 

@@ -89,10 +89,15 @@ def _to_sam_axis(v: float, size: int, image_size: int) -> float:
     return min(max((v + 0.5) * image_size / size - 0.5, 0.0), image_size - 1.0)
 
 
-def _check_inside(name: str, value: float, limit: int, axis: str, frame_size: tuple[int, int]) -> None:
-    if not (np.isfinite(value) and 0 <= value < limit):
+def _check_inside(
+    name: str, value: float, limit: int, axis: str, frame_size: tuple[int, int], closed: bool = False
+) -> None:
+    """``0 <= value < limit`` (a pixel index), or ``<= limit`` when ``closed`` (a box's far edge, which results
+    write exclusive, so that a returned box can be passed back)."""
+    if not (np.isfinite(value) and 0 <= value and (value <= limit if closed else value < limit)):
+        interval = f"[0, {limit}]" if closed else f"[0, {limit})"
         raise ValueError(
-            f"{name}={value} is outside the frame: {axis} must be in [0, {limit}) for a frame of "
+            f"{name}={value} is outside the frame: {axis} must be in {interval} for a frame of "
             f"(H, W) = {frame_size}"
         )
 
@@ -118,8 +123,8 @@ def point_to_sam(
             "the model encodes exactly one point or one box per object"
         )
     x, y = float(p[0]), float(p[1])
-    _check_inside("x", x, w, "x", (h, w))
-    _check_inside("y", y, h, "y", (h, w))
+    _check_inside("point x", x, w, "x", (h, w))
+    _check_inside("point y", y, h, "y", (h, w))
     coords = torch.tensor(
         [[[_to_sam_axis(x, w, image_size), _to_sam_axis(y, h, image_size)]]], dtype=torch.float32
     )
@@ -133,6 +138,8 @@ def box_to_sam(
     int_box_coords: bool = True,
 ) -> SamPrompt:
     """A box ``(x1, y1, x2, y2)`` in original pixels (corner pixel indices, inclusive) -> SAM 2 prompt.
+
+    ``x2 = W`` / ``y2 = H`` are accepted as the frame's far edge (the boxes in results are exclusive there).
 
     Args:
         int_box_coords: reproduce the reference's int32 box coordinates (default).  The corners are rounded
@@ -152,7 +159,7 @@ def box_to_sam(
         ("x2", x2, w, "x"),
         ("y2", y2, h, "y"),
     ):
-        _check_inside(name, v, lim, axis, (h, w))
+        _check_inside(f"box {name}", v, lim, axis, (h, w), closed=name in ("x2", "y2"))
     if x2 < x1:
         raise ValueError(f"box has x2={x2} < x1={x1}; expected (x1, y1, x2, y2) with x1 <= x2")
     if y2 < y1:
