@@ -60,3 +60,41 @@ def test_readme_point_prompt_command(tmp_path: Path) -> None:
     proc = run([*CLI, *argv[1:], "--max-new-tokens", "4", "--quiet"])
     assert proc.returncode == 0, proc.stderr
     assert json.loads((tmp_path / "point" / "result.json").read_text())["frame_size"] == [112, 168]
+
+
+def test_bad_inputs_fail_in_one_line_before_the_model_loads(tmp_path: Path) -> None:
+    def one_line_error(proc: subprocess.CompletedProcess, *words: str) -> None:
+        assert proc.returncode != 0
+        assert "Traceback" not in proc.stderr and "Loading weights" not in proc.stderr, proc.stderr
+        last = proc.stderr.strip().splitlines()[-1]
+        assert last.startswith("error: ") and all(w in last for w in words), proc.stderr
+
+    one_line_error(run([*CLI, "predict", "nope.png", "hi", *MODEL]), "media not found", "nope.png")
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    one_line_error(run([*CLI, "predict", "examples/shapes.mp4", "hi", *MODEL, "--out", str(afile)]), "existing file")
+    notimg = tmp_path / "mask.txt"
+    notimg.write_text("not an image")
+    one_line_error(run([*CLI, "predict", "examples/shapes.mp4", "[0]?", "--mask", str(notimg), *MODEL]),
+                   "is not an image")
+    one_line_error(run([*CLI, "predict", "examples/shapes.mp4", "hi", "--frames", "0", *MODEL]), "--frames")
+    one_line_error(run([*CLI, "chat", "nope.mp4", *MODEL]), "media not found")
+    one_line_error(run([*CLI, "parity", str(tmp_path / "none")]), "fixture directory not found")
+    # these two load nothing heavy either: the checkpoint / device is refused before any weights are read
+    one_line_error(run([*CLI, "predict", "examples/shapes.mp4", "hi", "--model", str(tmp_path / "none")]),
+                   "cannot load model")
+    one_line_error(run([*CLI, "predict", "examples/shapes.mp4", "hi", *MODEL, "--device", "bogus"]),
+                   "unknown device 'bogus'")
+
+
+def test_sam2_frames_all_masks_every_frame_and_quiet_is_quiet(tmp_path: Path) -> None:
+    out = tmp_path / "all"
+    proc = run([*CLI, "predict", "examples/shapes.mp4", "Segment it.", *MODEL, "--frames", "2", "--sam2-frames",
+                "all", "--out", str(out), "--max-new-tokens", "8", "--quiet"])
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.strip() == "", proc.stderr  # --quiet: no progress messages, no progress bars
+    result = json.loads((out / "result.json").read_text())
+    assert len(result["llm_frame_indices"]) == 2
+    if result["objects"]:  # the random checkpoint may not segment; when it does, every frame gets a mask row
+        assert len(result["frame_indices"]) > 2
+        assert (out / "overlay.gif").exists()

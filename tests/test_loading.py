@@ -96,3 +96,16 @@ def test_missing_sam2_yaml_is_a_clear_error(golden_dir: Path, tmp_path: Path) ->
 def test_not_a_checkpoint_dir(tmp_path: Path) -> None:
     with pytest.raises((OSError, ValueError)):
         UniPixelForConditionalGeneration.from_pretrained(tmp_path / "does-not-exist")
+
+
+def test_released_rope_scaling_is_read_as_rope_parameters_without_noise(golden_dir: Path, capfd, recwarn) -> None:
+    raw = json.loads((golden_dir / "ckpt_tiny" / "config.json").read_text())
+    assert "rope_scaling" in raw and "rope_scaling" in raw["text_config"]  # the released (4.x) layout
+    cfg = UniPixelConfig.from_pretrained(golden_dir / "ckpt_tiny")
+    want = {**{k: v for k, v in raw["text_config"]["rope_scaling"].items() if k != "type"},
+            "rope_theta": raw["text_config"]["rope_theta"]}
+    assert cfg.text_config.rope_parameters == want
+    assert "rope" not in capfd.readouterr().err
+    assert not [w for w in recwarn if "rope" in str(w.message)]
+    again = UniPixelConfig.from_dict(cfg.to_dict())  # the modern layout round-trips unchanged
+    assert again.text_config.rope_parameters == want

@@ -359,10 +359,18 @@ class UniPixel:
                            "first, then boxes, then masks)")
         loaded = self.load(media, num_frames, prompt_frames(points, boxes, masks))
         sam2_media = None
-        if sam2_frames == "all" and not loaded.is_image:
-            sam2_media = load_media(media) if not isinstance(media, Media) else media
-        elif sam2_frames not in ("sampled", "all"):
+        if sam2_frames not in ("sampled", "all"):
             raise ValueError(f"sam2_frames must be 'sampled' or 'all', got {sam2_frames!r}")
+        if sam2_frames == "all" and not loaded.is_image:
+            if not isinstance(media, Media):
+                sam2_media = load_media(media)
+            elif media.total_frames is None or media.num_frames == media.total_frames:
+                sam2_media = media
+            else:
+                raise ValueError(
+                    f"sam2_frames='all' needs every frame, but the Media holds {media.num_frames} of "
+                    f"{media.total_frames}; pass the file / array itself"
+                )
         objs = self._object_prompts(loaded, points, boxes, masks)
         text = self._with_ref_tokens(prompt, len(points) + len(boxes))
         return self.run(

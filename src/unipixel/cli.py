@@ -39,13 +39,18 @@ def _mask_arg(spec: str) -> tuple[Any, int]:
     from PIL import Image
 
     path, _, frame = spec.partition(",")
-    if not Path(path).exists():
+    if not Path(path).is_file():
         raise SystemExit(f"error: --mask file {path!r} does not exist")
-    arr = np.asarray(Image.open(path).convert("L")) > 0
     try:
-        return arr, int(frame or 0)
+        frame_index = int(frame or 0)
     except ValueError:
         raise SystemExit(f"error: --mask {spec!r}: the frame after the comma must be an integer") from None
+    try:
+        with Image.open(path) as img:
+            arr = np.asarray(img.convert("L")) > 0
+    except (OSError, ValueError) as err:  # PIL.UnidentifiedImageError is an OSError
+        raise SystemExit(f"error: --mask file {path!r} is not an image ({err}); give a PNG/JPEG mask") from None
+    return arr, frame_index
 
 
 def _load_api(args: argparse.Namespace) -> Any:
@@ -55,10 +60,28 @@ def _load_api(args: argparse.Namespace) -> Any:
     kwargs: dict[str, Any] = {"num_frames": args.frames}
     if args.device:
         kwargs["device"] = args.device
+    if getattr(args, "quiet", False):
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
     try:
         return UniPixel.from_pretrained(args.model, **kwargs)
-    except FileNotFoundError as err:
-        raise SystemExit(f"error: {err}") from None
+    except (OSError, ValueError) as err:  # a missing checkpoint is an OSError from transformers
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise SystemExit(f"error: cannot load model {args.model or '(built-in)'}: {first}") from None
+
+
+def _check_inputs(args: argparse.Namespace) -> None:
+    """Fail on a missing media file or an unusable --out before the (possibly large) model is loaded."""
+    if not Path(str(args.media)).exists():
+        raise SystemExit(f"error: media not found: {args.media}")
+    if getattr(args, "frames", None) is not None and args.frames < 1:
+        raise SystemExit(f"error: --frames must be >= 1, got {args.frames}")
+    if getattr(args, "max_new_tokens", None) is not None and args.max_new_tokens < 1:
+        raise SystemExit(f"error: --max-new-tokens must be >= 1, got {args.max_new_tokens}")
+    out = getattr(args, "out", None)
+    if out and Path(out).exists() and not Path(out).is_dir():
+        raise SystemExit(f"error: --out {out!r} is an existing file; give a directory")
 
 
 def _log(args: argparse.Namespace, msg: str) -> None:
@@ -80,21 +103,33 @@ def _write_outputs(result: Any, media: Any, out: Path, args: argparse.Namespace)
 
     out.mkdir(parents=True, exist_ok=True)
     write_rle_json(out / "result.json", result)
-    frames = media.frames
-    rows = [list(map(int, media.frame_indices)).index(f) for f in result.frame_indices if f in set(map(int, media.frame_indices))]
+    loaded = [int(i) for i in media.frame_indices]
+    wanted = [int(f) for f in result.frame_indices]
+    if set(wanted) - set(loaded):
+        from .media import load_media  # masks on frames the LLM did not see (--sam2-frames all)
+
+        media = load_media(args.media, indices=wanted)
+        loaded = [int(i) for i in media.frame_indices]
+    rows = [loaded.index(f) for f in wanted if f in set(loaded)]
     overlay = out / ("overlay.png" if len(rows) <= 1 else "overlay.gif")
+    for stale in ("overlay.png", "overlay.gif"):  # one run's outputs only: no overlay left from an earlier run
+        if out / stale != overlay and (out / stale).exists():
+            (out / stale).unlink()
     if rows:
-        write_overlay(overlay, frames[rows], result, fps=max(1.0, (media.fps or 4.0) / 2))
+        write_overlay(overlay, media.frames[rows], result, fps=max(1.0, (media.fps or 4.0) / 2))
         _log(args, f"wrote {out / 'result.json'} and {overlay}")
     else:
+        if overlay.exists():
+            overlay.unlink()
         _log(args, f"wrote {out / 'result.json'}")
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    api = _load_api(args)
     points = [_floats(p, 2, "point") for p in args.point]
     boxes = [_floats(b, 4, "box") for b in args.box]
     masks = [_mask_arg(m) for m in args.mask]
+    _check_inputs(args)
+    api = _load_api(args)
     t0 = time.perf_counter()
     _log(args, f"reading {args.media} ...")
     from .api import prompt_frames
@@ -103,8 +138,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         media = api.load(args.media, args.frames, prompt_frames(points, boxes, masks))
         _log(args, f"{media.num_frames} frames of {media.frame_size[1]}x{media.frame_size[0]} -> running the model ...")
         result = api.predict(
-            media, args.prompt, points=points, boxes=boxes, masks=masks, max_new_tokens=args.max_new_tokens,
-            sam2_frames=args.sam2_frames,
+            args.media if args.sam2_frames == "all" else media, args.prompt, points=points, boxes=boxes,
+            masks=masks, max_new_tokens=args.max_new_tokens, sam2_frames=args.sam2_frames, num_frames=args.frames,
         )
     except (ValueError, FileNotFoundError) as err:
         raise SystemExit(f"error: {err}") from None
@@ -116,8 +151,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
+    _check_inputs(args)
     api = _load_api(args)
-    session = api.chat(args.media, args.frames)
+    try:
+        session = api.chat(args.media, args.frames)
+    except (ValueError, OSError) as err:
+        raise SystemExit(f"error: {err}") from None
     print("Ask about the media; refer to earlier objects as [id]. Empty line or Ctrl-D to quit.", file=sys.stderr)
     turn = 0
     while True:
@@ -142,6 +181,8 @@ def cmd_chat(args: argparse.Namespace) -> int:
 def cmd_parity(args: argparse.Namespace) -> int:
     from .parity import main as parity_main
 
+    if not Path(args.fixture_dir).is_dir():
+        raise SystemExit(f"error: fixture directory not found: {args.fixture_dir} (e.g. ../shared/golden)")
     return parity_main([args.fixture_dir, *sum((["--case", c] for c in args.case or []), [])])
 
 
@@ -177,20 +218,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--box", action="append", default=[], metavar="X1,Y1,X2,Y2[,FRAME]", help="box prompt (repeatable)")
     p.add_argument("--mask", action="append", default=[], metavar="FILE[,FRAME]", help="mask image prompt (repeatable)")
     p.add_argument("--out", help="output directory (default outputs/<media name>)")
-    p.add_argument("--max-new-tokens", type=int, default=256)
+    p.add_argument("--max-new-tokens", type=int, default=256, help="longest answer in tokens (default 256)")
     p.add_argument("--sam2-frames", choices=("sampled", "all"), default="sampled", help="frames that get masks")
     model_args(p)
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("chat", help="multi-turn conversation about one image/video in the terminal")
-    p.add_argument("media")
+    p.add_argument("media", help="image, video file or folder of frames")
     p.add_argument("--out", help="write each turn's masks and overlay under this directory")
     model_args(p)
     p.set_defaults(func=cmd_chat)
 
     p = sub.add_parser("parity", help="check a golden fixture set (same as python -m unipixel.parity)")
-    p.add_argument("fixture_dir")
-    p.add_argument("--case", action="append")
+    p.add_argument("fixture_dir", help="folder of golden fixtures (manifest.json + safetensors), e.g. ../shared/golden")
+    p.add_argument("--case", action="append", help="check only this case (repeatable; default: every case)")
     p.set_defaults(func=cmd_parity)
 
     for name, (_, text) in DELEGATED.items():

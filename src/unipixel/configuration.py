@@ -54,6 +54,27 @@ _QUIRK_FIELDS: dict[str, bool] = {
 }
 
 
+def _modernise_rope(kwargs: dict[str, Any]) -> None:
+    """Released (transformers 4.x) configs carry M-RoPE as ``rope_scaling`` (+ ``rope_theta``), at the top level and
+    in ``text_config``; transformers 5 reads ``text_config.rope_parameters``. Rewrite the legacy form in place (same
+    values, the duplicate ``type`` key dropped) so that loading a released checkpoint prints no deprecation noise."""
+    top_scaling, top_theta = kwargs.pop("rope_scaling", None), kwargs.pop("rope_theta", None)
+    text = kwargs.get("text_config")
+    if not isinstance(text, dict):
+        return
+    scaling = text.pop("rope_scaling", None) or top_scaling
+    theta = text.pop("rope_theta", None) or top_theta
+    if scaling is None or text.get("rope_parameters") is not None:
+        if theta is not None and text.get("rope_parameters") is None:
+            text["rope_theta"] = theta
+        return
+    params = {k: v for k, v in scaling.items() if k != "type"}
+    params.setdefault("rope_type", scaling.get("type", "default"))
+    if theta is not None:
+        params.setdefault("rope_theta", theta)
+    text["rope_parameters"] = params
+
+
 class UniPixelConfig(Qwen2_5_VLConfig):
     """Configuration of a UniPixel model (``model_type = "pixel_qwen2_5_vl"``).
 
@@ -77,6 +98,7 @@ class UniPixelConfig(Qwen2_5_VLConfig):
 
     def __init__(self, sam2_arch: dict[str, Any] | None = None, **kwargs: Any) -> None:
         extras = {k: kwargs.pop(k, v) for k, v in {**_REFERENCE_FIELDS, **_TRAINING_FIELDS, **_QUIRK_FIELDS}.items()}
+        _modernise_rope(kwargs)
         super().__init__(**kwargs)
         for key, value in extras.items():
             setattr(self, key, value)
