@@ -580,3 +580,11 @@ def test_region_frame_sampling_keeps_prompt_frames(tmp_path: Path) -> None:
     )
     media2, pos2 = P._region_media(s2, {"num_frames": 2})
     assert pos2 == [1, 3] and media2.frame_indices.tolist() == [1, 3]
+
+
+def test_eval_help_shows_the_usage_lines_and_output_layout() -> None:
+    from unipixel.eval.runner import build_parser
+
+    text = build_parser().format_help()
+    assert "unipixel eval all --model PATH" in text and "OUT/report.md" in text
+    assert "::" not in text  # reST markers of the module docstring are not shown to users

@@ -1,6 +1,8 @@
 """The ``unipixel`` command line: predict, chat, synth, eval, train, demo, serve, parity.
 
-Every sub-command imports its heavy dependencies lazily so ``unipixel --help`` is instant.
+Each sub-command imports what only it needs (PyAV, Gradio, FastAPI, the trainer) when it runs. ``import unipixel``
+itself loads torch and transformers, because it registers the Auto classes, so even ``unipixel --help`` takes a few
+seconds.
 """
 
 from __future__ import annotations

@@ -621,7 +621,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Evaluate UniPixel on a benchmark with the reference's protocols (sharded, resumable).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=f"benchmarks: {bench_names}\nprotocols: {', '.join(PROTOCOLS)}\n\n"
-        + (__doc__ or "").split("\n\n")[1],
+        + "\n\n".join((__doc__ or "").split("\n\n")[1:5]).replace("::", ":"),
     )
     p.add_argument("benchmark", help="a benchmark name, 'all', 'list' or 'report'")
     p.add_argument("--model", help="checkpoint directory or hub id (default: the built-in model)")
