@@ -63,6 +63,8 @@ def test_masktrack_conversions_and_single_pixel():
     np.testing.assert_array_equal(tr.mask_at(20), m[1])
     assert tr.mask_at(5) is None
     assert tr.rle(1) == tr.rles()[1]
+    assert tr.rle_at(20) == tr.rle(1) and tr.rle_at(21) is None
+    assert tr.first_present() == 20 and MaskTrack(np.zeros((2, 9, 11), bool)).first_present() is None
     assert mask_utils.area(tr.rles()).tolist() == [0, 1, 9]
     np.testing.assert_array_equal(tr.array(), m)
 
@@ -188,6 +190,9 @@ def test_assign_object_ids():
     assert assign_object_ids(t4, find_seg_spans(t4), num_objects=3) == [1, 2, 0]
     with pytest.raises(ValueError):
         assign_object_ids(t2, find_seg_spans(t2), num_objects=1)
+    # a chat session's earlier ids are reserved for unnamed objects; a named object keeps its id
+    t5 = f"the dog {SEG}, [0] {SEG}, the cat {SEG}"
+    assert assign_object_ids(t5, find_seg_spans(t5), reserved={0, 1}) == [2, 0, 3]
 
 
 def test_guess_label():

@@ -382,6 +382,16 @@ class MaskTrack:
         t = self.row_of(frame_index)
         return None if t is None else self.mask(t)
 
+    def rle_at(self, frame_index: int) -> Rle | None:
+        """COCO RLE at original frame ``frame_index``, or None if that frame is not in the track."""
+        t = self.row_of(frame_index)
+        return None if t is None else self.rle(t)
+
+    def first_present(self) -> int | None:
+        """The first original frame index with a non-empty mask (None if the object never appears)."""
+        present = self.present()
+        return int(present[0]) if len(present) else None
+
     def areas(self) -> np.ndarray:
         """Foreground pixel count per row (int64, (T,))."""
         if self._dense is not None:
@@ -549,7 +559,8 @@ class UniPixelResult:
         llm_frame_indices: original indices of the frames the language model saw.
         frame_size: (H, W) of the masks (original resolution); None if unknown and no objects.
         media: description of the input (``source``, ``is_image``, ``fps``, ``total_frames``, ...).
-        timings: seconds per stage (free-form keys such as ``"generate"``, ``"sam2"``, ``"total"``).
+        timings: seconds per stage; the API writes ``preprocess_s``, ``model_s`` (generation + SAM 2) and
+            ``postprocess_s``, the server adds ``queue_wait_s``, ``media_decode_s`` and ``total_s``.
         prompt: the user prompt, if the caller recorded it.
     """
 
