@@ -50,7 +50,8 @@ def test_pixelqa_two_steps(api, frames) -> None:
                       points=[(31, 41, 0)], boxes=[(50, 70, 90, 110, 3)])
     assert res.text.startswith("The best option is (")
     assert [o.id for o in res.objects] == [0, 1]
-    assert "choice" in res.media
+    assert res.choice is None or res.choice in "AB"
+    assert res.to_dict()["choice"] == res.choice and type(res).from_dict(res.to_dict()).choice == res.choice
 
 
 def test_chat_feeds_objects_back_as_memory(api, frames) -> None:

@@ -199,7 +199,7 @@ def test_json_variant_and_pixelqa(client: httpx.Client, png: bytes) -> None:
         "media_filename": "shapes.mp4",
     })
     assert qa.status_code == 200, qa.text
-    assert qa.json()["text"].startswith("The best option is (") and "choice" in qa.json()["media"]
+    assert qa.json()["text"].startswith("The best option is (") and "choice" in qa.json()
     assert [o["id"] for o in qa.json()["objects"]] == [0]
 
 

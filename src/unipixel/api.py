@@ -408,7 +408,7 @@ class UniPixel:
         """PixelQA in one call (reference §8): objects referred to as ``[k]`` in ``question`` by a point or box
         → step A segments them with ids (teacher-forced ``[k] <|seg|>``) → step B answers the multiple-choice
         question from the predicted masks (``<|mem|>``). The result holds step B's answer and step A's objects;
-        ``result.media["choice"]`` is the parsed letter."""
+        ``result.choice`` is the parsed option letter (None when the answer names none)."""
         from .eval.metrics import parse_choice
 
         _check_prompt(question)
@@ -439,7 +439,7 @@ class UniPixel:
             loaded, question + opts + "\n" + MC_SUFFIX, mem_objs, assistant_prefix=MC_PREFIX, max_new_tokens=8
         )
         answer.objects = seg.objects
-        answer.media = {**answer.media, "choice": parse_choice(answer.text)}
+        answer.choice = parse_choice(answer.text)
         return answer
 
     def chat(self, media: Any, num_frames: int | None = None) -> ChatSession:

@@ -562,6 +562,7 @@ class UniPixelResult:
         timings: seconds per stage; the API writes ``preprocess_s``, ``model_s`` (generation + SAM 2) and
             ``postprocess_s``, the server adds ``queue_wait_s``, ``media_decode_s`` and ``total_s``.
         prompt: the user prompt, if the caller recorded it.
+        choice: the option letter of a multiple-choice answer (PixelQA), when the call parsed one.
     """
 
     text: str
@@ -573,6 +574,7 @@ class UniPixelResult:
     media: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     prompt: str | None = None
+    choice: str | None = None
 
     @property
     def ids(self) -> list[int]:
@@ -620,6 +622,7 @@ class UniPixelResult:
             "media": _jsonable(self.media),
             "timings": {str(k): float(v) for k, v in self.timings.items()},
             "objects": [o.to_dict(include_masks) for o in self.objects],
+            "choice": self.choice,
         }
 
     @classmethod
@@ -642,6 +645,7 @@ class UniPixelResult:
             media=dict(d.get("media") or {}),
             timings={str(k): float(v) for k, v in (d.get("timings") or {}).items()},
             prompt=d.get("prompt"),
+            choice=d.get("choice"),
         )
 
     def to_json(

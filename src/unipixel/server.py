@@ -725,6 +725,7 @@ _RESULT_EXAMPLE = {
     "objects": [{"id": 0, "label": "The red square", "source": "generated", "scores": [0.97, 0.95, 0.96, 0.9],
                  "size": [112, 168], "frame_indices": [0, 2, 5, 7], "boxes": [[10, 20, 40, 50], None, None, None],
                  "areas": [900, 0, 0, 0], "masks": [{"size": [112, 168], "counts": "Xc02..."}]}],
+    "choice": None,
 }
 
 
@@ -1049,8 +1050,8 @@ def create_app(cfg: ServerConfig, api: Any | None = None) -> Any:
     @app.post("/v1/pixelqa", summary="PixelQA: segment the prompted objects, then answer a multiple-choice question",
               openapi_extra=_request_body_doc("pixelqa"), responses=_responses_doc())  # type: ignore[arg-type]
     async def pixelqa(request: Request) -> Response:
-        """Two model passes (segment the `[k]` objects, then answer from their masks); `media.choice` holds
-        the parsed option letter."""
+        """Two model passes (segment the `[k]` objects, then answer from their masks); `choice` holds
+        the parsed option letter (null when the answer names none)."""
         return await handle(request, "pixelqa")
 
     @app.get("/health", summary="Liveness/readiness: model loaded, queue depth, uptime")
