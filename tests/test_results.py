@@ -201,6 +201,9 @@ def test_guess_label():
     assert [guess_label(t, s) for s in spans] == ["the tallest giraffe", None, None, "His left hand"]
     long = "x " * 3 + "the " + " ".join(f"w{i}" for i in range(20)) + f" {SEG}"
     assert guess_label(long, find_seg_spans(long)[0]) == "the w0 w1 w2 w3 w4 w5 w6"
+    for text, want in ((f"Sure, the red car is {SEG}.", "the red car"), (f"The target is {SEG}.", None),
+                       (f"Sure, the segmentation mask is {SEG}.", None), (f"The small blue cross {SEG}", "The small blue cross")):
+        assert guess_label(text, find_seg_spans(text)[0]) == want, text
 
 
 @pytest.mark.parametrize(

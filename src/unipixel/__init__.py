@@ -34,4 +34,14 @@ def _register() -> None:
 
 _register()
 
-__all__ = ["UniPixelConfig", "UniPixelForConditionalGeneration", "UniPixelOutput", "__version__"]
+
+def __getattr__(name: str) -> object:
+    """``from unipixel import UniPixel`` (the Python API) without importing it for every ``import unipixel``."""
+    if name == "UniPixel":
+        from .api import UniPixel
+
+        return UniPixel
+    raise AttributeError(f"module 'unipixel' has no attribute {name!r}")
+
+
+__all__ = ["UniPixel", "UniPixelConfig", "UniPixelForConditionalGeneration", "UniPixelOutput", "__version__"]

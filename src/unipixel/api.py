@@ -18,7 +18,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypeAlias
 
 import numpy as np
 import torch
@@ -28,6 +28,8 @@ from .processing import ObjectPrompt, UniPixelProcessor
 from .results import MaskTrack, UniPixelResult, build_result
 from .tokenizer import REF_TOKEN, SEG_TOKEN
 
+MediaLike: TypeAlias = "str | Path | Media | np.ndarray | torch.Tensor | Any"
+"""An image/video file, a frame folder, a PIL image or list of frames, a uint8 array/tensor, or a loaded Media."""
 PointSpec = Sequence[float]  # (x, y) or (x, y, frame)
 BoxSpec = Sequence[float]  # (x1, y1, x2, y2) or (x1, y1, x2, y2, frame)
 PIXELQA_LOCALIZE = "Please localize the relevant objects with IDs."
@@ -161,17 +163,32 @@ class UniPixel:
         attn_implementation: str = "sdpa",
         **kwargs: Any,
     ) -> UniPixel:
-        """Load a checkpoint directory or hub id (default: the built-in model). ``device`` defaults to CUDA when
-        available, else CPU; ``dtype`` to bf16 on CUDA, fp32 on CPU."""
+        """Load a checkpoint directory or hub id (default: the built-in model).
+
+        ``device`` defaults to CUDA when available, else CPU; ``dtype`` (a ``torch.dtype`` or ``"bf16"``,
+        ``"fp16"``, ``"fp32"``...) to bf16 on CUDA, fp32 on CPU. The API's own defaults can be set here too:
+        ``num_frames`` (frames the language model sees, 16), ``min_pixels`` / ``max_pixels`` (its pixel budget
+        per frame; default: what the checkpoint records, else the reference's) and ``max_new_tokens`` (256). Other
+        keyword arguments go to transformers' ``from_pretrained`` (``revision``, ``cache_dir``,
+        ``local_files_only``...).
+        """
         from . import UniPixelForConditionalGeneration
 
         path = default_model_path() if name_or_path is None else name_or_path
         dev = _resolve_device(device)
         dtype = _resolve_dtype(dtype, dev)
         api_kwargs = {k: kwargs.pop(k) for k in ("num_frames", "min_pixels", "max_pixels", "max_new_tokens") if k in kwargs}
-        model = UniPixelForConditionalGeneration.from_pretrained(
-            path, dtype=dtype, attn_implementation=attn_implementation, **kwargs
-        ).to(dev).eval()
+        try:
+            model = UniPixelForConditionalGeneration.from_pretrained(
+                path, dtype=dtype, attn_implementation=attn_implementation, **kwargs
+            ).to(dev).eval()
+        except TypeError as err:
+            if kwargs and "unexpected keyword argument" in str(err):
+                raise ValueError(
+                    f"UniPixel.from_pretrained got unknown keyword arguments {sorted(kwargs)}; the API's own are "
+                    "num_frames, min_pixels, max_pixels, max_new_tokens, device, dtype, attn_implementation"
+                ) from err
+            raise
         processor = UniPixelProcessor.from_pretrained(model.name_or_path or path)
         # A checkpoint may record the pixel budget it was trained with (the built-in model does).
         for key in ("min_pixels", "max_pixels"):
@@ -180,7 +197,7 @@ class UniPixel:
         return cls(model, processor, **api_kwargs)
 
     # ------------------------------------------------------------------ media
-    def load(self, media: Any, num_frames: int | None = None, keep: Sequence[int] = ()) -> Media:
+    def load(self, media: MediaLike, num_frames: int | None = None, keep: Sequence[int] = ()) -> Media:
         """Decode ``media``, sampling ``num_frames`` frames uniformly (videos) while keeping the ``keep`` frames."""
         n = _check_positive(num_frames, "num_frames") or self.num_frames
         if isinstance(media, Media):
@@ -320,14 +337,14 @@ class UniPixel:
 
     def predict(
         self,
-        media: Any,
+        media: MediaLike,
         prompt: str,
         *,
         points: Sequence[PointSpec] = (),
         boxes: Sequence[BoxSpec] = (),
         masks: Sequence[Any] = (),
         num_frames: int | None = None,
-        sam2_frames: str = "sampled",
+        sam2_frames: Literal["sampled", "all"] = "sampled",
         max_new_tokens: int | None = None,
         do_sample: bool = False,
         assistant_prefix: str | None = None,
@@ -397,7 +414,7 @@ class UniPixel:
 
     def pixelqa(
         self,
-        media: Any,
+        media: MediaLike,
         question: str,
         options: Sequence[str],
         *,
@@ -442,7 +459,7 @@ class UniPixel:
         answer.choice = parse_choice(answer.text)
         return answer
 
-    def chat(self, media: Any, num_frames: int | None = None) -> ChatSession:
+    def chat(self, media: MediaLike, num_frames: int | None = None) -> ChatSession:
         """A multi-turn session on one media; objects from earlier answers can be referred to as ``[id]``."""
         return ChatSession(self, self.load(media, num_frames))
 
@@ -460,6 +477,9 @@ class ChatSession:
     def ask(
         self, prompt: str, *, points: Sequence[PointSpec] = (), boxes: Sequence[BoxSpec] = (), **kw: Any
     ) -> UniPixelResult:
+        """One turn: answer ``prompt`` with the earlier turns as history and every object segmented so far as
+        ``<|mem|>`` memory, so ``[id]`` in the prompt refers to it. ``points`` / ``boxes`` add new objects for
+        this turn (as in :meth:`UniPixel.predict`); other keyword arguments go to :meth:`UniPixel.run`."""
         _check_prompt(prompt)
         points, boxes = _as_specs(points, 2, "point"), _as_specs(boxes, 4, "box")
         ids = sorted(self.objects)

@@ -86,6 +86,13 @@ _DETERMINER_RE = re.compile(
     r"\b(?:the|a|an|this|that|these|those|his|her|its|their|my|your|our)\b", re.IGNORECASE
 )
 _MAX_LABEL_WORDS = 8
+# "the target is <|seg|>": the verb is not part of the label, and a phrase that only names the answer itself
+# ("the segmentation mask", "the target") labels nothing.
+_TRAILING_VERB_RE = re.compile(r"\s+(?:is|are|was|were|be|being|been|shows?|appears?|looks?)$", re.IGNORECASE)
+_GENERIC_LABELS = {
+    "target", "targets", "object", "objects", "mask", "masks", "segmentation", "segmentation mask",
+    "segmentation masks", "result", "answer", "region", "regions", "one", "output",
+}
 
 RESULT_FORMAT = "unipixel-result"
 RESULT_VERSION = 1
@@ -769,8 +776,9 @@ def guess_label(text: str, seg_span: Span) -> str | None:
 
     Takes the clause before the token (back to the previous ``<|seg|>`` or ``.!?;:,``/newline), drops an ``[id]``
     marker, and keeps the part from the first determiner/possessive on ("Sure, the tallest giraffe <|seg|>"
-    -> "the tallest giraffe"), at most 8 words.  Conservative on purpose: None when there is no such phrase
-    ("It is <|seg|>.", "next to [3] <|seg|>"), because a wrong label is worse than none.
+    -> "the tallest giraffe"), at most 8 words, without a trailing verb ("the red car is <|seg|>" -> "the red
+    car").  Conservative on purpose: None when there is no such phrase ("It is <|seg|>.", "next to [3] <|seg|>")
+    or when it only names the answer ("The target is <|seg|>."), because a wrong label is worse than none.
     """
     start = seg_span[0]
     prev_seg = text.rfind(SEG_TOKEN, 0, start)
@@ -780,11 +788,15 @@ def guess_label(text: str, seg_span: Span) -> str | None:
     if bounds:
         clause = clause[bounds[-1].end() :]
     clause = re.sub(r"\[\d+\][\s:]*$", "", clause.rstrip()).strip()
+    while (verb := _TRAILING_VERB_RE.search(clause)) is not None:
+        clause = clause[: verb.start()]
     m = _DETERMINER_RE.search(clause)
     if m is None:
         return None
     words = clause[m.start() :].split()
-    return " ".join(words[:_MAX_LABEL_WORDS]) if len(words) > 1 else None
+    if len(words) < 2 or " ".join(words[1:]).lower() in _GENERIC_LABELS:
+        return None
+    return " ".join(words[:_MAX_LABEL_WORDS])
 
 
 def clean_answer_text(
