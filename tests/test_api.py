@@ -146,3 +146,8 @@ def test_bad_input_is_explained(api, frames) -> None:
         api.predict(frames, "What is [0]?", points=[(3,)])
     with pytest.raises((ValueError, FileNotFoundError)):
         api.predict("/no/such/file.mp4", "hi")
+
+
+def test_from_pretrained_names_a_mistyped_keyword(golden_dir) -> None:
+    with pytest.raises(ValueError, match=r"unknown keyword arguments \['num_frame'\].*num_frames"):
+        UniPixel.from_pretrained(golden_dir / "ckpt_tiny", num_frame=4)
