@@ -230,6 +230,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.model is None and (args.base_model is None or args.sam2_checkpoint is None):
         raise SystemExit("error: give --model CHECKPOINT, or --base-model QWEN_DIR with --sam2-checkpoint SAM2.pt")
+    for spec in args.samples:  # before the model loads: a typo should cost seconds, not a model load
+        path, _ = _samples_spec(spec)
+        if not Path(path).is_file():
+            raise SystemExit(f"error: --samples file not found: {path}")
 
     logging.basicConfig(level=logging.INFO if int(os.environ.get("RANK", "0")) == 0 else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
