@@ -181,7 +181,8 @@ def test_samples_file_repeat_factor(tmp_path: Path) -> None:
     from unipixel.train.cli import main as train_main
 
     with pytest.raises(SystemExit, match="--samples file not found: .*nope.jsonl"):  # before any model loads
-        train_main(["--model", str(tmp_path / "no-model"), "--samples", str(tmp_path / "nope.jsonl:2")])
+        train_main(["--model", str(tmp_path / "no-model"), "--samples", str(tmp_path / "nope.jsonl:2"),
+                    "--output-dir", str(tmp_path / "out")])
     odd = tmp_path / "odd.jsonl:2"
     odd.write_text("")
     assert _samples_spec(str(odd)) == (str(odd), 1)
