@@ -310,3 +310,26 @@ def test_sam2_transform_matches_torchvision() -> None:
         [0.229, 0.224, 0.225],
     )
     assert (sam2_transform(frames, 64) - ref).abs().max().item() <= 1e-6
+
+
+def test_count_frames_and_prompt_frames_decode_only_what_is_kept(tmp_path: Path, monkeypatch) -> None:
+    from unipixel.api import UniPixel
+    from unipixel.media import count_frames
+
+    root = Path(__file__).resolve().parents[1]
+    video = root / "examples" / "shapes.mp4"
+    total = load_media(video).num_frames
+    assert count_frames(video) == total and count_frames(root / "examples" / "synth_image.png") == 1
+    arr = np.zeros((5, 8, 8, 3), np.uint8)
+    assert count_frames(arr) == 5 and count_frames(arr[0]) == 1 and count_frames([arr[0]] * 3) == 3
+    with pytest.raises(FileNotFoundError):
+        count_frames(tmp_path / "none.mp4")
+
+    decoded: list[set[int] | None] = []
+    real = media._decode_video
+    monkeypatch.setattr(media, "_decode_video", lambda path, wanted: decoded.append(wanted) or real(path, wanted))
+    api = UniPixel.__new__(UniPixel)
+    api.num_frames = 4
+    got = api.load(video, 4, keep=[total - 2])
+    assert total - 2 in got.frame_indices.tolist() and got.num_frames == 4
+    assert decoded and all(w is not None and len(w) <= 4 for w in decoded)  # never the whole video
