@@ -404,7 +404,8 @@ class UniPixel:
             req = r if isinstance(r, Request) else Request(**r)
             keep = tuple(sorted(set(prompt_frames(req.points, req.boxes, req.masks))))
             key = (id(req.media), req.options.get("num_frames"), keep)
-            if key not in cache and not isinstance(req.media, (str, Path)):
+            reusable = not isinstance(req.media, (str, Path)) and req.options.get("sam2_frames", "sampled") != "all"
+            if key not in cache and reusable:  # sam2_frames="all" needs the media itself, not sampled frames
                 cache[key] = self.load(req.media, req.options.get("num_frames"), keep)
             media = cache.get(key, req.media)
             results.append(
