@@ -342,3 +342,27 @@ def test_lora_checkpoint_restores_every_tensor_on_resume(tmp_path: Path) -> None
     assert set(sa) == set(sb)
     for k, v in sa.items():
         assert torch.equal(v, sb[k]), k
+
+
+def test_train_cli_refuses_bad_settings_before_loading_a_model(tmp_path: Path) -> None:
+    """Each mistake is a one-line error; the --model path does not exist, so reaching the load would fail
+    differently (and only after the check)."""
+    from unipixel.train.cli import main as train_main
+
+    good = tmp_path / "s.jsonl"
+    good.write_text("")
+    base = ["--model", str(tmp_path / "no-model"), "--output-dir", str(tmp_path / "o")]
+    with pytest.raises(SystemExit, match="unknown tuning module 'foo'"):
+        train_main([*base, "--samples", str(good), "--tuning-modules", "seg,foo"])
+    with pytest.raises(SystemExit, match="unknown lora_target 'qkv'"):
+        train_main([*base, "--samples", str(good), "--lora", "on", "--lora-target", "qkv"])
+    with pytest.raises(SystemExit, match="--deepspeed 'zero5'"):
+        train_main([*base, "--samples", str(good), "--deepspeed", "zero5"])
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"id": "x"}\n')
+    with pytest.raises(SystemExit, match="error: "):
+        train_main([*base, "--samples", str(broken)])
+    with pytest.raises(SystemExit, match="--output-dir"):
+        train_main(["--model", "m", "--samples", str(good)])
+    with pytest.raises(SystemExit, match="no training samples"):
+        train_main([*base, "--samples", str(good)])

@@ -11,7 +11,8 @@ Examples::
         --partial-checkpoint work/stage1 --partial-checkpoint work/stage2 --deepspeed zero2 --output-dir work/stage3
 
     # fine-tune a released checkpoint on your own samples (JSONL of Sample.to_dict())
-    unipixel train --stage 3 --model PolyU-ChenLab/UniPixel-3B --samples my.jsonl --lr 1e-5 --max-steps 200
+    unipixel train --stage 3 --model PolyU-ChenLab/UniPixel-3B --samples my.jsonl --lr 1e-5 --max-steps 200 \\
+        --output-dir work/finetune
 
 ``--data NAME[:REPEAT][=ROOT]`` (repeatable) replaces the preset's dataset list; ``--deepspeed`` takes
 ``zero2``/``zero2_offload``/``zero3`` (configs shipped in ``unipixel/train/configs``) or a JSON path. Use
@@ -104,7 +105,7 @@ def build_parser(prog: str = "unipixel train") -> argparse.ArgumentParser:
     g.add_argument("--deepspeed", help="zero2 | zero2_offload | zero3 | path to a DeepSpeed JSON")
     g.add_argument("--num-workers", type=int, dest="dataloader_num_workers")
     g = p.add_argument_group("output")
-    g.add_argument("--output-dir", required=True)
+    g.add_argument("--output-dir", help="where checkpoints and the final model go (required to train)")
     g.add_argument("--save-steps", type=int)
     g.add_argument("--save-total-limit", type=int)
     g.add_argument("--save-full-model", choices=("on", "off"), help="final save: merged full model or partial")
@@ -157,10 +158,16 @@ def _deepspeed_config(spec: str | None) -> str | None:
     if spec is None:
         return None
     if spec in DEEPSPEED_CONFIGS:
-        return str(CONFIG_DIR / DEEPSPEED_CONFIGS[spec])
-    if not Path(spec).exists():
+        path = str(CONFIG_DIR / DEEPSPEED_CONFIGS[spec])
+    elif Path(spec).exists():
+        path = spec
+    else:
         raise SystemExit(f"error: --deepspeed {spec!r}: not one of {sorted(DEEPSPEED_CONFIGS)} and no such file")
-    return spec
+    import importlib.util
+
+    if importlib.util.find_spec("deepspeed") is None:
+        raise SystemExit("error: --deepspeed needs the deepspeed package: pip install deepspeed")
+    return path
 
 
 def _bf16(mode: str) -> bool:
@@ -228,12 +235,24 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print(json.dumps(dataclasses.asdict(preset), indent=2, default=str))
         return 0
+    if args.output_dir is None:
+        raise SystemExit("error: give --output-dir DIR (checkpoints and the final model are written there)")
     if args.model is None and (args.base_model is None or args.sam2_checkpoint is None):
         raise SystemExit("error: give --model CHECKPOINT, or --base-model QWEN_DIR with --sam2-checkpoint SAM2.pt")
-    for spec in args.samples:  # before the model loads: a typo should cost seconds, not a model load
+    # Everything that can be checked without the model is checked first: a typo should cost seconds, not a
+    # model load on every rank.
+    for spec in args.samples:
         path, _ = _samples_spec(spec)
         if not Path(path).is_file():
             raise SystemExit(f"error: --samples file not found: {path}")
+    deepspeed = _deepspeed_config(args.deepspeed)
+    try:
+        from .stages import check_preset
+
+        check_preset(preset)
+        samples = _samples(args, preset)
+    except (KeyError, ValueError, TypeError, OSError) as err:
+        raise SystemExit(f"error: {err}") from None
 
     logging.basicConfig(level=logging.INFO if int(os.environ.get("RANK", "0")) == 0 else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -273,7 +292,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         max_num_tokens=preset.max_num_tokens,
         seed=args.seed,
     )
-    dataset = UniPixelTrainDataset(_samples(args, preset), processor, feat)
+    dataset = UniPixelTrainDataset(samples, processor, feat)
     targs = TrainingArguments(
         output_dir=args.output_dir,
         per_device_train_batch_size=preset.per_device_batch_size,
@@ -296,7 +315,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         report_to=[] if args.report_to == "none" else args.report_to.split(","),
         seed=args.seed,
         data_seed=args.seed,
-        deepspeed=_deepspeed_config(args.deepspeed),
+        deepspeed=deepspeed,
         ddp_find_unused_parameters=True,
         use_cpu=not torch.cuda.is_available(),
     )

@@ -34,6 +34,7 @@ __all__ = [
     "MODULE_GROUPS",
     "LORA_TARGETS",
     "StagePreset",
+    "check_preset",
     "STAGES",
     "get_stage",
     "trainable_prefixes",
@@ -201,6 +202,14 @@ def strip_peft_prefix(name: str) -> str:
     return name[len(PEFT_PREFIX) :] if name.startswith(PEFT_PREFIX) else name
 
 
+def check_preset(preset: StagePreset) -> None:
+    """Raise ``ValueError`` on a preset that :func:`apply_tuning` would reject (unknown tuning module or LoRA
+    target), so that launchers can refuse it before loading a model."""
+    trainable_prefixes(preset.tuning_modules)
+    if preset.lora and preset.lora_target not in LORA_TARGETS and not any(c in preset.lora_target for c in "\\.|("):
+        raise ValueError(f"unknown lora_target {preset.lora_target!r}; use one of {sorted(LORA_TARGETS)} or a regex")
+
+
 def apply_tuning(model: nn.Module, preset: StagePreset) -> nn.Module:
     """Freeze everything, add LoRA if the preset asks, unfreeze the preset's modules (reference ``train.py`` order:
     ``requires_grad_(False)`` → LoRA → unfreeze ``tuning_modules``). Returns the (possibly PEFT-wrapped) model.
@@ -208,6 +217,7 @@ def apply_tuning(model: nn.Module, preset: StagePreset) -> nn.Module:
     Also writes the stage's model switches into the config (``sam2_enable_decoder``, ``sample_objects``,
     ``seg_align_weight``).
     """
+    check_preset(preset)
     cfg = model.config
     cfg.sam2_enable_decoder = preset.sam2_enable_decoder
     cfg.sample_objects = preset.sample_objects
@@ -216,8 +226,6 @@ def apply_tuning(model: nn.Module, preset: StagePreset) -> nn.Module:
     if preset.lora:
         from peft import LoraConfig, get_peft_model
 
-        if preset.lora_target not in LORA_TARGETS and not any(c in preset.lora_target for c in "\\.|("):
-            raise ValueError(f"unknown lora_target {preset.lora_target!r}; use one of {sorted(LORA_TARGETS)} or a regex")
         target = LORA_TARGETS.get(preset.lora_target, preset.lora_target)
         lora_cfg = LoraConfig(
             r=preset.lora_r,
