@@ -294,6 +294,19 @@ def test_bad_arguments_fail_before_loading_the_model(
     err = capsys.readouterr().err
     assert "unknown benchmark" in err and "does not apply" in err and "no_such" in err
     assert runner.main(["list"]) == 0 and "infer_seg_teacher" in capsys.readouterr().out
+    assert runner.main(["refcoco", "--limit", "0", "--data-root", str(tmp_path)]) == 2
+    assert "--limit must be >= 1" in capsys.readouterr().err
+
+
+def test_bad_model_tasks_and_empty_selection_are_one_line_errors(
+    data: dict[str, Path], api: UniPixel, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = ["refcoco", "--data-root", str(data["refcoco"]), "--split", "val", "--out", str(tmp_path), *FAST]
+    assert runner.main([*root, "--model", str(tmp_path / "no-such-model")]) == 2
+    assert "no-such-model" in capsys.readouterr().err
+    assert runner.main(root, api=api) == 0  # the failed attempt left run.json but no records: not blocking
+    assert runner.main([*root, "--out", str(tmp_path / "t"), "--tasks", "refseg"], api=api) == 2
+    assert "--tasks refseg: no such task" in capsys.readouterr().err
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -546,6 +559,11 @@ def test_failing_sample_is_recorded_and_scored_as_empty(
         runner.SampleFailed, match="refcoco/unc/val/101 failed: RuntimeError: decoder exploded"
     ):
         runner.main([*argv, "--out", str(tmp_path / "ff"), "--fail-fast"], api=api)
+    monkeypatch.setattr(runner, "run_sample", real)  # the transient failure is gone
+    assert runner.main(argv, api=api) == 0  # a plain rerun keeps the error record
+    assert _metrics(tmp_path, "refcoco", "val")["counts"]["failed"] == 1
+    assert runner.main([*argv, "--retry-failed"], api=api) == 0  # the retry's success replaces it
+    assert _metrics(tmp_path, "refcoco", "val")["counts"]["failed"] == 0
 
 
 def test_region_frame_sampling_keeps_prompt_frames(tmp_path: Path) -> None:

@@ -171,11 +171,14 @@ def prediction_files(split_dir: Path) -> list[Path]:
 
 
 def collect_records(split_dir: Path) -> dict[str, dict[str, Any]]:
-    """Every complete record of every shard file, by sample id (first occurrence wins)."""
+    """Every complete record of every shard file, by sample id: the first occurrence wins, except that a
+    successful record replaces an error record (a sample run again with ``--retry-failed``)."""
     out: dict[str, dict[str, Any]] = {}
     for f in prediction_files(split_dir):
         for r in read_jsonl(f)[0]:
-            out.setdefault(str(r["id"]), r)
+            sid = str(r["id"])
+            if sid not in out or (out[sid].get("error") and not r.get("error")):
+                out[sid] = r
     return out
 
 
@@ -258,6 +261,7 @@ class RunOptions:
     paper_model: str | None = None
     lenient_overrides: bool = False
     tasks: tuple[str, ...] = ()
+    retry_failed: bool = False
 
 
 def _log(quiet: bool, msg: str) -> None:
@@ -382,7 +386,10 @@ def run_split(
     settings = _settings(bench, split, protocol, params, reader_options, holder.path)
     run_json = split_dir / "run.json"
     if run_json.exists():
-        if _fingerprint(json.loads(run_json.read_text())) != _fingerprint(json.loads(json.dumps(settings))):
+        differs = _fingerprint(json.loads(run_json.read_text())) != _fingerprint(json.loads(json.dumps(settings)))
+        if differs and not prediction_files(split_dir):
+            pass  # an earlier run stopped before its first record (e.g. a mistyped --model): nothing to protect
+        elif differs:
             if not opts.overwrite:
                 raise ValueError(
                     f"{split_dir} holds results of different settings ({run_json}); use another --out or "
@@ -409,9 +416,15 @@ def run_split(
     t0 = time.perf_counter()
     samples = list(read_dataset(bench.reader, root, split, **reader_options))
     if opts.tasks:
+        present = {s.task for s in samples}
+        unknown = sorted(set(opts.tasks) - present)
+        if unknown:
+            raise ValueError(f"--tasks {','.join(unknown)}: no such task in {bench.name} [{split}]; it has {sorted(present)}")
         samples = [s for s in samples if s.task in opts.tasks]
     if opts.limit is not None:
         samples = samples[: opts.limit]
+    if not samples:
+        raise ValueError(f"{bench.name} [{split}]: no samples to evaluate in {root}")
     ids = _unique_ids(samples)
     _log(
         opts.quiet,
@@ -429,7 +442,8 @@ def run_split(
         dropped = repair_jsonl(own)
         if dropped:
             _log(opts.quiet, f"dropped a torn last record ({dropped} bytes) of {own.name}")
-        done = set(collect_records(split_dir))
+        records = collect_records(split_dir)
+        done = {sid for sid, r in records.items() if not (opts.retry_failed and r.get("error"))}
         mine = [(k, ids[k], samples[k]) for k in range(i, len(samples), n)]
         todo = [(k, sid, s) for k, sid, s in mine if sid not in done]
         if len(todo) < len(mine):
@@ -648,7 +662,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="extra dataset reader option (e.g. reference_ignore_bug=true)",
     )
-    p.add_argument("--limit", type=int, help="only the first N samples (quick runs)")
+    p.add_argument("--limit", type=int, help="only the first N samples (quick runs; N >= 1)")
     p.add_argument(
         "--tasks", help="comma-separated sample tasks to keep (e.g. ref_seg,pixelqa for synthetic)"
     )
@@ -661,6 +675,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--save-png", action="store_true", help="also write PNG masks of scored video samples")
     p.add_argument("--fail-fast", action="store_true", help="stop on the first failing sample")
+    p.add_argument(
+        "--retry-failed", action="store_true", help="run again the samples whose earlier record is an error"
+    )
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda:LOCAL_RANK / cuda / cpu)")
     p.add_argument("--dtype", help="bfloat16, float16, float32 (default: bf16 on CUDA, fp32 on CPU)")
     p.add_argument("--attn", default="sdpa", help="attention implementation (sdpa, flash_attention_2, eager)")
@@ -743,7 +760,10 @@ def main(argv: Sequence[str] | None = None, *, on_record: RecordHook | None = No
             judge=judge,
             paper_model=args.paper_model,
             tasks=tuple(t for t in (args.tasks or "").split(",") if t),
+            retry_failed=args.retry_failed,
         )
+        if args.limit is not None and args.limit < 1:
+            raise ValueError(f"--limit must be >= 1, got {args.limit}")
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -781,6 +801,9 @@ def _dispatch(
         if torch.cuda.is_available():
             device = f"cuda:{int(os.environ['LOCAL_RANK'])}"
     path = args.model if args.model or api is None else getattr(api.model, "name_or_path", None)
+    if path is None and api is None and args.benchmark != "synthetic" and not args.merge_only:
+        _log(False, "warning: no --model given: evaluating the built-in 5.9 M-parameter smoke-test model, not "
+                    "UniPixel-3B/7B; pass --model for numbers comparable with the paper")
     holder = ModelHolder(path, device=device, dtype=args.dtype, attn=args.attn, quiet=args.quiet, api=api)
 
     if args.benchmark == "all":
@@ -791,7 +814,7 @@ def _dispatch(
             _protocol_for(bench, opts.protocol).with_overrides(overrides)
         for split in [args.split] if args.split else list(bench.splits):
             run_split(bench, split, opts, holder, on_record)
-    except (KeyError, ValueError, FileNotFoundError, EvalError) as err:
+    except (KeyError, ValueError, OSError, EvalError) as err:  # OSError: e.g. a checkpoint that does not exist
         print(f"error: {err.args[0] if isinstance(err, KeyError) else err}", file=sys.stderr)
         return 2
     return 0
