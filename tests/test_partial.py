@@ -83,3 +83,27 @@ def test_missing_base_model_is_a_clear_error(golden_dir: Path, tmp_path: Path) -
     shutil.rmtree(tmp_path / "model_zoo" / "base")
     with pytest.raises(FileNotFoundError, match="base_model_path"):
         UniPixelForConditionalGeneration.from_pretrained(stage)
+
+
+def test_partial_checkpoints_of_a_fine_tuned_full_model_rebuild_on_it(golden_dir: Path, tmp_path: Path) -> None:
+    """Fine-tuning a full UniPixel checkpoint: its mid-training (partial) checkpoints load back on that
+    checkpoint, not on the Qwen base it was once built from."""
+    from unipixel.train.build import load_model_for_training
+    from unipixel.train.stages import apply_tuning, get_stage
+    from unipixel.train.trainer import save_partial
+
+    full = tmp_path / "ckpt"
+    shutil.copytree(golden_dir / "ckpt_tiny", full)
+    shutil.copytree(golden_dir / "sam2_configs", tmp_path / "sam2_configs")
+    model, processor = load_model_for_training(full)
+    assert model.config.base_model_path == str(full.resolve())
+    model = apply_tuning(model, get_stage(3).override(lora=False, tuning_modules=("seg",)))
+    with torch.no_grad():
+        model.seg_head[1].weight.add_(1.0)  # "training"
+    out = save_partial(model, tmp_path / "checkpoint-1", processor=processor)
+    rebuilt = UniPixelForConditionalGeneration.from_pretrained(out)
+    want = {k: v for k, v in model.state_dict().items()}
+    got = rebuilt.state_dict()
+    assert torch.equal(got["seg_head.1.weight"], want["seg_head.1.weight"])
+    for key in ("sam2.mask_decoder.iou_token.weight", "model.language_model.layers.0.mlp.up_proj.weight"):
+        assert torch.equal(got[key], want[key]), key  # from the fine-tuned checkpoint, not re-initialised

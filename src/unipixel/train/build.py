@@ -69,6 +69,12 @@ def _config_from_base(base: Path, sam2_config: str, sam2_image_size: int, token_
     return config
 
 
+def _is_partial_dir(path: str | os.PathLike[str]) -> bool:
+    """A training output holding only trained tensors / a LoRA adapter (rebuilt on its recorded base)."""
+    p = Path(path)
+    return (p / "pytorch_model.safetensors").exists() or (p / "adapter_model.safetensors").exists()
+
+
 def load_model_for_training(
     model_path: str | os.PathLike[str] | None = None,
     *,
@@ -123,6 +129,12 @@ def load_model_for_training(
         apply_partial_checkpoint(model, ckpt)
     if base_model_path is not None:
         model.config.base_model_path = str(Path(base_model_path).resolve())
+    elif model_path is not None and not _is_partial_dir(model_path):
+        # Fine-tuning a full UniPixel checkpoint: the partial checkpoints written during training hold only the
+        # trained tensors, so they must be rebuilt on *this* checkpoint, not on the Qwen base it recorded.
+        local = Path(model_path)
+        model.config.base_model_path = str(local.resolve()) if local.is_dir() else str(model_path)
+        model.config.sam2_checkpoint = None  # SAM 2 comes with the full checkpoint
     if sam2_checkpoint is not None:
         model.config.sam2_checkpoint = str(Path(sam2_checkpoint).resolve())
     if partial_checkpoints:
