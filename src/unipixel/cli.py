@@ -244,6 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
 # Sub-commands whose arguments belong to another module's own parser.
 DELEGATED = {
     "synth": ("unipixel.synth.cli", "generate the synthetic pixel world (a dataset split)"),
+    "validate": ("unipixel.data.validate", "check sample JSONL files against the schema (FILE:LINE: problem)"),
     "eval": ("unipixel.eval.runner", "evaluate a model on a benchmark"),
     "train": ("unipixel.train.cli", "train / fine-tune (the three-stage recipe, LoRA)"),
     "demo": ("unipixel.demo", "start the web demo (Gradio)"),

@@ -106,13 +106,59 @@ class SampleError(ValueError):
     """A sample that does not follow the schema; the message lists every problem found."""
 
 
+def read_sample_line(line: str, where: str = "sample") -> Sample:
+    """One JSONL line → :class:`Sample`; a line that is not JSON or not a sample dict is a :class:`SampleError`
+    naming ``where`` (e.g. ``file.jsonl:12``) and the missing or unexpected field."""
+    import json
+
+    try:
+        d = json.loads(line)
+    except json.JSONDecodeError as err:
+        raise SampleError(f"{where}: not valid JSON ({err.msg} at column {err.colno})") from None
+    if not isinstance(d, dict):
+        raise SampleError(f"{where}: a sample is a JSON object, got {type(d).__name__}")
+    missing = [k for k in ("id", "task", "media", "conversation") if k not in d]
+    if missing:
+        raise SampleError(f"{where}: missing field(s) {missing}; a sample has id, task, media, conversation, objects")
+    try:
+        return Sample.from_dict(d)
+    except (TypeError, ValueError, KeyError, AttributeError) as err:
+        raise SampleError(f"{where}: {type(err).__name__}: {err} (see the sample schema in unipixel.data.schema)") from None
+
+
 def _count(text: str, token: str) -> int:
     return len(re.findall(re.escape(token), text))
+
+
+def _rle_problem(rle: dict[str, Any]) -> str | None:
+    """Why a COCO RLE dict cannot be decoded into a mask of its ``size`` (None if it can)."""
+    size = rle.get("size")
+    if not (isinstance(size, (list, tuple)) and len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size)):
+        return f"RLE size must be [height, width] of positive integers, got {size!r}"
+    counts = rle.get("counts")
+    h, w = size
+    if isinstance(counts, list):
+        if not all(isinstance(c, int) and c >= 0 for c in counts) or sum(counts) != h * w:
+            return f"uncompressed RLE counts must be non-negative integers summing to {h}*{w}"
+        return None
+    if not isinstance(counts, str):
+        return f"RLE counts must be a compressed string or a list of run lengths, got {type(counts).__name__}"
+    try:
+        from pycocotools import mask as mask_utils
+
+        area = int(mask_utils.area({"size": [h, w], "counts": counts.encode()}))
+    except Exception as err:  # pycocotools raises plain Exceptions on corrupt strings
+        return f"RLE counts do not decode ({err})"
+    if not 0 <= area <= h * w:
+        return f"RLE counts do not decode into a {h}x{w} mask (area {area})"
+    return None
 
 
 def validate_sample(sample: Sample) -> None:
     """Raise :class:`SampleError` naming every problem in ``sample`` (and how to fix it); return if valid."""
     problems: list[str] = []
+    if not isinstance(sample.id, str) or not sample.id:
+        problems.append(f"id must be a non-empty string, got {sample.id!r}")
     if sample.task not in TASKS:
         problems.append(f"task {sample.task!r} is not one of {TASKS}")
     m = sample.media
@@ -128,8 +174,11 @@ def validate_sample(sample: Sample) -> None:
         want = "user" if i % 2 == 0 else "assistant"
         if turn.role != want:
             problems.append(f"turn {i} has role {turn.role!r}; turns alternate user/assistant starting with user")
-    user_text = " ".join(t.text for t in sample.conversation if t.role == "user")
-    all_text = " ".join(t.text for t in sample.conversation)
+    for i, turn in enumerate(sample.conversation):
+        if not isinstance(turn.text, str) or (turn.role == "user" and not turn.text.strip()):
+            problems.append(f"turn {i} ({turn.role}) has no text")
+    user_text = " ".join(str(t.text) for t in sample.conversation if t.role == "user")
+    all_text = " ".join(str(t.text) for t in sample.conversation)
     ids = [o.id for o in sample.objects]
     if len(set(ids)) != len(ids):
         problems.append(f"object ids are not unique: {ids}")
@@ -172,8 +221,19 @@ def validate_sample(sample: Sample) -> None:
                 problems.append(f"object {o.id} frame {t}: mask is not a COCO RLE dict with 'size' and 'counts'")
             else:
                 sizes.add(tuple(rle["size"]))
+                bad = _rle_problem(rle)
+                if bad:
+                    problems.append(f"object {o.id} frame {t}: {bad}")
             if t < 0:
                 problems.append(f"object {o.id}: negative frame index {t}")
+            elif m.is_image and t != 0:
+                problems.append(f"object {o.id}: a mask on frame {t} of an image (an image has frame 0 only)")
+            elif m.frames is not None and t >= len(m.frames):
+                problems.append(f"object {o.id}: a mask on frame {t} but the media lists {len(m.frames)} frames")
+            elif m.frame_indices is not None and t >= len(m.frame_indices):
+                problems.append(
+                    f"object {o.id}: a mask on frame {t} but media.frame_indices has {len(m.frame_indices)} entries"
+                )
         if len(sizes) > 1:
             problems.append(f"object {o.id}: masks have different sizes {sorted(sizes)}")
     if problems:

@@ -377,16 +377,26 @@ class MixedSamples(Sequence[Sample]):
         return cls(parts)
 
 
-def load_samples_jsonl(path: str | Path) -> list[Sample]:
-    """Samples dumped one :meth:`Sample.to_dict` JSON per line (relative media paths resolved against the file)."""
-    import json
+def load_samples_jsonl(path: str | Path, validate: bool = True) -> list[Sample]:
+    """Samples dumped one :meth:`Sample.to_dict` JSON per line (relative media paths resolved against the file).
+
+    Every sample is checked with :func:`~unipixel.data.schema.validate_sample` (``validate=False`` skips it):
+    a broken sample fails here, naming ``FILE:LINE``, rather than being skipped with a warning mid-training.
+    ``unipixel validate FILE`` lists every problem of a file at once.
+    """
+    from ..data.schema import read_sample_line, validate_sample
 
     path = Path(path)
     out = []
-    for line in path.read_text().splitlines():
+    for lineno, line in enumerate(path.read_text().splitlines(), 1):
         if not line.strip():
             continue
-        s = Sample.from_dict(json.loads(line))
+        s = read_sample_line(line, f"{path}:{lineno}")
+        if validate:
+            try:
+                validate_sample(s)
+            except ValueError as err:
+                raise ValueError(f"{path}:{lineno}: {err}") from None
         if s.media.path is not None and not Path(s.media.path).is_absolute():
             s.media.path = str(path.parent / s.media.path)
         if s.media.frames is not None:
