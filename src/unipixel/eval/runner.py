@@ -704,7 +704,7 @@ def _list() -> str:
         )
         lines.append(
             f"  {b.name:26s} reader={b.reader} splits={','.join(b.splits)} protocol={b.protocol} "
-            f"metric={b.metric}{' (not in all)' if not b.in_all else ''}"
+            f"metric={b.metric} data=DATA/{b.data_dir}{' (not in all)' if not b.in_all else ''}"
         )
         lines.append(f"  {'':26s} {b.description}" + (f" — paper 3B/7B: {paper}" if paper else ""))
     lines.append("protocols:")
