@@ -296,6 +296,15 @@ def test_bad_arguments_fail_before_loading_the_model(
     assert runner.main(["list"]) == 0 and "infer_seg_teacher" in capsys.readouterr().out
     assert runner.main(["refcoco", "--limit", "0", "--data-root", str(tmp_path)]) == 2
     assert "--limit must be >= 1" in capsys.readouterr().err
+    assert runner.main(["refcoco", "--param", "mask_select=best", "--data-root", str(tmp_path)]) == 2
+    assert "must be one of ('first', 'union')" in capsys.readouterr().err
+    assert runner.main(["refcoco", "--param", "num_frames=abc", "--data-root", str(tmp_path)]) == 2
+    assert "expected int like the default 16" in capsys.readouterr().err
+    assert runner.main(["refcoco", "--param", "teacher_forcing=yes", "--data-root", str(tmp_path)]) == 2
+    assert "expected bool" in capsys.readouterr().err
+    assert runner.main(["all", "--param", "num_frame=8", "--data-root", str(tmp_path)]) == 2
+    assert "no protocol has the parameter(s) ['num_frame']" in capsys.readouterr().err
+    assert runner.main(["all", "--split", "val", "--data-root", str(tmp_path)]) == 2
 
 
 def test_bad_model_tasks_and_empty_selection_are_one_line_errors(

@@ -61,7 +61,39 @@ class Protocol:
             raise ValueError(
                 f"protocol {self.name!r} has no parameter(s) {unknown}; parameters: {', '.join(sorted(self.params))}"
             )
+        for key, value in overrides.items():
+            _check_param(self.name, key, value, self.params[key])
         return {**self.params, **overrides}
+
+
+# Parameters whose value is one of a few words (checked when overridden, before any sample runs).
+PARAM_CHOICES: dict[str, tuple[str, ...]] = {
+    "sam2_frames": ("all", "sampled"),
+    "mask_select": ("first", "union"),
+    "parser": ("reference", "robust"),
+}
+
+
+def _check_param(protocol: str, key: str, value: Any, default: Any) -> None:
+    """An override must have its default's type (ints may stand for floats) and, for word-valued parameters,
+    be one of the known words: a typo fails the run up front instead of turning every sample into a failure."""
+    where = f"--param {key}={value!r} (protocol {protocol!r})"
+    if key in PARAM_CHOICES and value not in PARAM_CHOICES[key]:
+        raise ValueError(f"{where}: must be one of {PARAM_CHOICES[key]}")
+    if default is None or key in PARAM_CHOICES:
+        return
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, type(default))
+    if not ok:
+        raise ValueError(f"{where}: expected {type(default).__name__} like the default {default!r}")
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
+        raise ValueError(f"{where}: must not be negative")
 
 
 _SEG = {

@@ -830,6 +830,16 @@ def _run_all(
             file=sys.stderr,
         )
         return 2
+    known = {k for p in PROTOCOLS.values() for k in p.params}
+    unknown = sorted(set(opts.overrides) - known)
+    if unknown:  # each benchmark keeps the overrides its protocol has; a key no protocol has is a typo
+        print(f"error: no protocol has the parameter(s) {unknown}; parameters: {', '.join(sorted(known))}",
+              file=sys.stderr)
+        return 2
+    if args.split:
+        print("error: eval all runs every split of every benchmark; --split selects one with a single benchmark",
+              file=sys.stderr)
+        return 2
     rc = 0
     ran = []
     for bench in BENCHMARKS.values():
