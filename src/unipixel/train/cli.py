@@ -44,7 +44,8 @@ def build_parser(prog: str = "unipixel train") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
     g = p.add_argument_group("model")
-    g.add_argument("--stage", default="3", help="preset: 1, 2 or 3 (reference §6.1); every field is overridable")
+    g.add_argument("--stage", default="3", choices=("1", "2", "3"),
+                   help="preset: 1, 2 or 3 (reference §6.1); every field is overridable")
     g.add_argument("--model", help="UniPixel checkpoint to start from (full, or partial with base_model_path)")
     g.add_argument("--base-model", help="Qwen2.5-VL base checkpoint (reference start of every stage)")
     g.add_argument("--sam2-checkpoint", help="SAM 2 .pt (Meta format) loaded on top of the base")
@@ -266,6 +267,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .trainer import UniPixelTrainer, enable_gradient_checkpointing
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
+    per_step = preset.per_device_batch_size * world
+    effective = per_step * preset.gradient_accumulation_steps(world)
+    if effective != preset.global_batch_size:
+        logging.getLogger(__name__).warning(
+            "global batch %d is not a multiple of %d (per-device %d x %d processes): training with %d",
+            preset.global_batch_size, per_step, preset.per_device_batch_size, world, effective,
+        )
     bf16 = _bf16(args.bf16)
     model, processor = load_model_for_training(
         args.model,
@@ -335,6 +343,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         from transformers.trainer_utils import get_last_checkpoint
 
         resume = get_last_checkpoint(args.output_dir) if Path(args.output_dir).is_dir() else None
+        if resume is None:
+            logging.getLogger(__name__).warning("--resume: no checkpoint in %s, starting from scratch", args.output_dir)
+    elif resume is None and Path(args.output_dir).is_dir() and any(Path(args.output_dir).glob("checkpoint-*")):
+        logging.getLogger(__name__).warning(
+            "%s already holds checkpoints; training starts from scratch and may overwrite them (pass --resume "
+            "to continue)", args.output_dir,
+        )
     trainer.train(resume_from_checkpoint=resume)
     out = trainer.save_final(args.output_dir)
     if trainer.is_world_process_zero():
