@@ -180,3 +180,19 @@ def test_mimetic_decoder_init_matches_a_click_to_its_location(tmp_path) -> None:
     assert not torch.equal(a.q_proj.weight, a.k_proj.weight)
     mimetic_sam2_decoder(plain)
     assert torch.equal(a.q_proj.weight, a.k_proj.weight)
+
+
+def test_data_root_follows_the_reference_layout(synth_data, tmp_path) -> None:
+    """``--data-root data`` finds a dataset in the reference's data/ layout (its registered folder), and a plain
+    ``data/<name>`` folder still works."""
+    from unipixel.data.registry import dataset_root
+    from unipixel.train.dataset import MixedSamples, parse_dataset_spec
+
+    data = tmp_path / "data"
+    (data / "synthetic").mkdir(parents=True)
+    (data / "synthetic" / "train").symlink_to(synth_data, target_is_directory=True)
+    assert dataset_root("synthetic", data, "train") == data / "synthetic" / "train"
+    assert dataset_root("refcoco", data, "train") == data / "lisa" / "refer_seg"
+    assert dataset_root("revos", data, "train") == data / "revos"
+    mixed = MixedSamples.from_specs([parse_dataset_spec("synthetic")], data, "train")
+    assert len(mixed) > 0

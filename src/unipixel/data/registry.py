@@ -25,19 +25,27 @@ class ReaderInfo:
     fn: ReaderFn
     splits: tuple[str, ...]
     description: str
+    data_dir: str | None = None  # where the dataset sits below the reference's data/ folder (default: its name)
 
 
 _READERS: dict[str, ReaderInfo] = {}
 _LOADED = False
 
 
-def register_reader(name: str, splits: tuple[str, ...] = (), description: str = "") -> Callable[[ReaderFn], ReaderFn]:
-    """Register ``fn`` as the reader of dataset ``name`` (lower-case, e.g. ``"refcoco"``)."""
+def register_reader(
+    name: str, splits: tuple[str, ...] = (), description: str = "", data_dir: str | None = None
+) -> Callable[[ReaderFn], ReaderFn]:
+    """Register ``fn`` as the reader of dataset ``name`` (lower-case, e.g. ``"refcoco"``).
+
+    ``data_dir``: the dataset's folder below the reference's ``data/`` folder when it is not ``data/<name>``
+    (e.g. ``"lisa/refer_seg"``; ``{split}`` is filled in), so ``--data-root data`` finds it."""
 
     def deco(fn: ReaderFn) -> ReaderFn:
         if name in _READERS and _READERS[name].fn is not fn:
             raise ValueError(f"dataset reader {name!r} is registered twice")
-        _READERS[name] = ReaderInfo(name, fn, tuple(splits), description or (fn.__doc__ or "").strip().split("\n")[0])
+        _READERS[name] = ReaderInfo(
+            name, fn, tuple(splits), description or (fn.__doc__ or "").strip().split("\n")[0], data_dir
+        )
         return fn
 
     return deco
@@ -65,6 +73,18 @@ def get_reader(name: str) -> ReaderInfo:
         return _READERS[name]
     except KeyError:
         raise KeyError(f"no dataset reader {name!r}; available: {', '.join(sorted(_READERS))}") from None
+
+
+def dataset_root(name: str, data_root: str | Path, split: str) -> Path:
+    """The folder of dataset ``name`` inside the reference's ``data/`` folder ``data_root``: its registered
+    ``data_dir`` (e.g. ``data/lisa/refer_seg`` for RefCOCO), else ``data_root/name``."""
+    info = get_reader(name)
+    root = Path(data_root)
+    if info.data_dir is not None:
+        sub = root / info.data_dir.format(split=split)
+        if sub.exists() or not (root / name).exists():
+            return sub
+    return root / name
 
 
 def read_dataset(name: str, root: str | Path, split: str, **options: Any) -> Iterator[Sample]:

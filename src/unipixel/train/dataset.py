@@ -363,12 +363,13 @@ class MixedSamples(Sequence[Sample]):
     def from_specs(
         cls, specs: Sequence[DatasetSpec], data_root: str | Path | None = None, split: str = "train"
     ) -> MixedSamples:
-        """Read every dataset through the reader registry (root = ``spec.root`` or ``data_root/name``)."""
-        from ..data.registry import read_dataset
+        """Read every dataset through the reader registry (root = ``spec.root``, else the dataset's folder in the
+        reference's ``data/`` layout below ``data_root``: see :func:`~unipixel.data.registry.dataset_root`)."""
+        from ..data.registry import dataset_root, read_dataset
 
         parts = []
         for spec in specs:
-            root = spec.root or (Path(data_root) / spec.name if data_root is not None else None)
+            root = spec.root or (dataset_root(spec.name, data_root, split) if data_root is not None else None)
             if root is None:
                 raise ValueError(f"dataset {spec.name!r} has no root; pass --data-root or NAME=ROOT")
             samples = list(read_dataset(spec.name, root, split, **spec.options))

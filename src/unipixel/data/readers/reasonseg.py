@@ -100,7 +100,8 @@ def draw_reasonseg_masks(
 
 
 @register_reader(
-    "reason_seg", splits=("train", "val", "test"), description="ReasonSeg (LISA) reasoning segmentation"
+    "reason_seg", splits=("train", "val", "test"), description="ReasonSeg (LISA) reasoning segmentation",
+    data_dir="lisa/reason_seg/ReasonSeg",
 )
 def read_reason_seg(
     root: Path, split: str, *, explanatory: bool = True, reference_ignore_bug: bool = False

@@ -211,7 +211,8 @@ def _obj_attrs(meta: dict[str, Any]) -> dict[str, Any]:
 
 
 @register_reader(
-    "refcoco", splits=("train", "val", "test", "testA", "testB"), description="RefCOCO (REFER, unc)"
+    "refcoco", splits=("train", "val", "test", "testA", "testB"), description="RefCOCO (REFER, unc)",
+    data_dir="lisa/refer_seg",
 )
 def read_refcoco(root: Path, split: str, **options: Any) -> Iterator[Sample]:
     """RefCOCO referring segmentation (REFER pickle + instances.json)."""
@@ -219,21 +220,26 @@ def read_refcoco(root: Path, split: str, **options: Any) -> Iterator[Sample]:
 
 
 @register_reader(
-    "refcoco+", splits=("train", "val", "test", "testA", "testB"), description="RefCOCO+ (REFER, unc)"
+    "refcoco+", splits=("train", "val", "test", "testA", "testB"), description="RefCOCO+ (REFER, unc)",
+    data_dir="lisa/refer_seg",
 )
 def read_refcoco_plus(root: Path, split: str, **options: Any) -> Iterator[Sample]:
     """RefCOCO+ referring segmentation (REFER pickle + instances.json)."""
     return read_refer(Path(root), split, dataset="refcoco+", **options)
 
 
-@register_reader("refcocog", splits=("train", "val", "test"), description="RefCOCOg (REFER, umd or google)")
+@register_reader(
+    "refcocog", splits=("train", "val", "test"), description="RefCOCOg (REFER, umd or google)",
+    data_dir="lisa/refer_seg",
+)
 def read_refcocog(root: Path, split: str, **options: Any) -> Iterator[Sample]:
     """RefCOCOg referring segmentation (REFER pickle + instances.json)."""
     return read_refer(Path(root), split, dataset="refcocog", **options)
 
 
 @register_reader(
-    "refclef", splits=("train", "val", "test", "testA", "testB", "testC"), description="RefCLEF (REFER, unc)"
+    "refclef", splits=("train", "val", "test", "testA", "testB", "testC"), description="RefCLEF (REFER, unc)",
+    data_dir="lisa/refer_seg",
 )
 def read_refclef(root: Path, split: str, **options: Any) -> Iterator[Sample]:
     """RefCLEF referring segmentation on SAIAPR TC-12 images (REFER pickle + instances.json)."""

@@ -199,7 +199,7 @@ def _read_videorefer(root: Path) -> Iterator[Sample]:
         )
 
 
-@register_reader("synthetic", splits=("train", "val", "test"))
+@register_reader("synthetic", splits=("train", "val", "test"), data_dir="synthetic/{split}")
 def read_synthetic(root: Path, split: str, format: str = "samples") -> Iterator[Sample]:
     """Synthetic world split written by ``unipixel synth`` (samples.jsonl or its reference-format views)."""
     root = Path(root)
