@@ -192,6 +192,20 @@ def test_refcoco_per_sentence_and_crowd(tmp_path: Path) -> None:
     grouped = list(read_dataset("refcoco", tmp_path, "val", group_by_image=True))
     assert len(grouped) == 1 and len(grouped[0].objects) == 2 and len(grouped[0].conversation) == 4
     validate_sample(grouped[0])
+    assert len(list(read_dataset("refcoco", tmp_path, "val", group_by_image=False))) == 2
+
+    from unipixel.train.dataset import _keep_turns  # the trainer keeps at most max_conv_turns of them
+
+    one = _keep_turns(grouped[0], 1, np.random.default_rng(0))
+    assert len(one.conversation) == 2 and len(one.objects) == 1
+    k = [o.id for o in grouped[0].objects].index(one.objects[0].id)
+    assert one.conversation == grouped[0].conversation[2 * k : 2 * k + 2]  # each turn keeps its own object
+    assert _keep_turns(grouped[0], 3, np.random.default_rng(0)) is grouped[0]
+    refs_file = tmp_path / "refcoco" / "refs(unc).p"
+    refs = pickle.loads(refs_file.read_bytes())
+    refs_file.write_bytes(pickle.dumps([{**r, "split": "train"} for r in refs], protocol=2))
+    train = list(read_dataset("refcoco", tmp_path, "train"))  # the reference's training layout by default
+    assert all(len(s.conversation) == 2 * len(s.objects) for s in train) and max(len(s.objects) for s in train) > 1
 
 
 def test_refcoco_variants_and_errors(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ stateful generator, so a resumed run sees exactly the samples an uninterrupted r
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import re
@@ -68,7 +69,8 @@ class FeatureConfig:
     with fewer than ``num_frames`` frames gets ``max_pixels * min(num_frames // T, num_frames)`` per frame, so an
     image (1 frame) gets 8x the per-frame budget of an 8-frame clip. ``sam2_image_size`` is taken from the model
     config when ``None``. ``max_num_tokens > 0`` rejects longer samples (they are replaced by another sample of the
-    same data type).
+    same data type). ``max_conv_turns`` (reference: 3) keeps that many random turns of a longer multi-turn
+    segmentation sample (RefCOCO training groups every sentence of an image into one sample); 0 keeps all.
     """
 
     num_frames: int | None = 8
@@ -81,6 +83,7 @@ class FeatureConfig:
     max_num_tokens: int = 0
     seed: int = 0
     max_retries: int = 10
+    max_conv_turns: int = 3
 
 
 SampleFeatures = dict[str, Any]
@@ -217,6 +220,26 @@ def _mask_at(obj_masks: dict[int, dict[str, Any]], pos: int, size: tuple[int, in
     return m
 
 
+def _keep_turns(sample: Sample, max_turns: int, rng: np.random.Generator) -> Sample:
+    """At most ``max_turns`` random (user, assistant) pairs of a multi-turn segmentation sample, with their
+    objects. Only samples whose objects all have masks and no visual prompt are cut (each ``<|seg|>`` then names
+    the next object), so region / prompted samples are never changed."""
+    turns = sample.conversation
+    pairs = len(turns) // 2
+    if max_turns <= 0 or pairs <= max_turns or len(turns) % 2:
+        return sample
+    if any(o.prompt is not None or not o.masks for o in sample.objects):
+        return sample
+    counts = [turns[2 * i].text.count(SEG) + turns[2 * i + 1].text.count(SEG) for i in range(pairs)]
+    if sum(counts) != len(sample.objects):
+        return sample  # not one object per <|seg|>: leave it to the consistency check
+    keep = sorted(rng.choice(pairs, size=max_turns, replace=False).tolist())
+    starts = np.concatenate([[0], np.cumsum(counts)]).astype(int)
+    objects = [o for i in keep for o in sample.objects[starts[i] : starts[i + 1]]]
+    conversation = [t for i in keep for t in turns[2 * i : 2 * i + 2]]
+    return dataclasses.replace(sample, conversation=conversation, objects=objects)
+
+
 def build_features(
     sample: Sample,
     processor: UniPixelProcessor,
@@ -225,6 +248,7 @@ def build_features(
 ) -> SampleFeatures:
     """One sample → one feature dict (see the module docstring). Raises ``ValueError`` on unusable samples."""
     rng = rng if rng is not None else np.random.default_rng(cfg.seed)
+    sample = _keep_turns(sample, cfg.max_conv_turns, rng)
     if cfg.sam2_image_size is None:
         raise ValueError("FeatureConfig.sam2_image_size is not set (take it from model.config.sam2_image_size)")
     turns = sample.conversation

@@ -14,13 +14,13 @@ The pickle is read with :func:`unipixel.data.safe_pickle.load_pickle` (plain dat
 Splits follow the REFER API: ``train`` / ``val`` exact; ``test`` = every split containing "test";
 ``testA`` / ``testB`` / ``testC`` = splits containing that letter (so ``testAB`` refs count in both).
 
-Samples (task ``ref_seg``): by default one per sentence, as evaluation does (§7.2) — user "Please segment the
+Samples (task ``ref_seg``): for the evaluation splits one per sentence, as evaluation does (§7.2) — user "Please segment the
 {query} in this image." (reference query normalisation), assistant "The target is <|seg|>.", one object whose
 mask (frame 0) is the annotation's segmentation decoded with pycocotools: polygons, compressed RLE and the
 uncompressed RLE of crowd annotations (the reference would crash on the latter, §10.16).  The GT box (xyxy,
-used for "BBox Acc") is in ``meta["gt_box"]`` and the object's ``attributes["box"]``.  ``group_by_image=True``
-gives the training layout instead: one multi-turn sample per image with one turn and one object per sentence
-(the trainer picks at most ``max_conv_turns`` of them).
+used for "BBox Acc") is in ``meta["gt_box"]`` and the object's ``attributes["box"]``.  The ``train`` split
+(or ``group_by_image=True``) has the training layout instead: one multi-turn sample per image with one turn and
+one object per sentence; the trainer keeps at most ``FeatureConfig.max_conv_turns`` (3) random turns of it.
 """
 
 from __future__ import annotations
@@ -75,14 +75,17 @@ def read_refer(
     *,
     dataset: str,
     split_by: str | None = None,
-    group_by_image: bool = False,
+    group_by_image: bool | None = None,
     image_root: str | Path | None = None,
 ) -> Iterator[Sample]:
-    """Samples of one REFER dataset/split (see the module docstring).
+    """Samples of one REFER dataset/split (see the module docstring). ``group_by_image`` defaults to the
+    reference's choice: grouped per image for ``train``, one sample per sentence for the evaluation splits.
 
     The annotation files are read (and missing ones reported) at call time; samples are built lazily.
     """
     split_by = split_by or DEFAULT_SPLIT_BY[dataset]
+    if group_by_image is None:
+        group_by_image = split == "train"
     refs, images, anns = _load(root, dataset, split_by)
     img_dir = (
         Path(image_root)
