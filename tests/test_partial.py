@@ -107,3 +107,35 @@ def test_partial_checkpoints_of_a_fine_tuned_full_model_rebuild_on_it(golden_dir
     assert torch.equal(got["seg_head.1.weight"], want["seg_head.1.weight"])
     for key in ("sam2.mask_decoder.iou_token.weight", "model.language_model.layers.0.mlp.up_proj.weight"):
         assert torch.equal(got[key], want[key]), key  # from the fine-tuned checkpoint, not re-initialised
+
+
+def test_export_merges_a_lora_checkpoint_into_a_standalone_model(golden_dir: Path, tmp_path: Path) -> None:
+    pytest.importorskip("peft")
+    from unipixel.export import main as export_main
+    from unipixel.train.build import load_model_for_training
+    from unipixel.train.stages import apply_tuning, get_stage
+    from unipixel.train.trainer import save_partial
+
+    full = tmp_path / "ckpt"
+    shutil.copytree(golden_dir / "ckpt_tiny", full)
+    shutil.copytree(golden_dir / "sam2_configs", tmp_path / "sam2_configs")
+    model, processor = load_model_for_training(full, seed=0)
+    model = apply_tuning(model, get_stage(3).override(lora=True, lora_r=4, tuning_modules=("seg",)))
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name or name.endswith("seg_head.1.weight"):
+                p.add_(0.01)  # "training": LoRA B starts at zero, so move it
+    ckpt = save_partial(model, tmp_path / "checkpoint-7", processor=processor)
+    assert (ckpt / "adapter_model.safetensors").exists()
+    want = {k: v.clone() for k, v in model.merge_and_unload().state_dict().items()}
+    assert export_main([str(ckpt), str(tmp_path / "exported")]) == 0
+    exported = UniPixelForConditionalGeneration.from_pretrained(tmp_path / "exported")
+    assert exported.config.base_model_path is None and (tmp_path / "exported" / "model.safetensors").exists()
+    got = exported.state_dict()
+    for key in ("seg_head.1.weight", "model.language_model.layers.0.self_attn.q_proj.weight",
+                "sam2.mask_decoder.iou_token.weight"):
+        assert torch.allclose(got[key], want[key], atol=1e-6), key
+    q = "model.language_model.layers.0.self_attn.q_proj.weight"
+    assert not torch.allclose(UniPixelForConditionalGeneration.from_pretrained(full).state_dict()[q], got[q])  # merged
+    with pytest.raises(SystemExit, match="not empty"):
+        export_main([str(ckpt), str(tmp_path / "exported")])

@@ -245,6 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
 DELEGATED = {
     "synth": ("unipixel.synth.cli", "generate the synthetic pixel world (a dataset split)"),
     "validate": ("unipixel.data.validate", "check sample JSONL files against the schema (FILE:LINE: problem)"),
+    "export": ("unipixel.export", "turn a training checkpoint (partial / LoRA) into a standalone merged model"),
     "eval": ("unipixel.eval.runner", "evaluate a model on a benchmark"),
     "train": ("unipixel.train.cli", "train / fine-tune (the three-stage recipe, LoRA)"),
     "demo": ("unipixel.demo", "start the web demo (Gradio)"),
