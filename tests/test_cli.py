@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "unipixel.cli"]
 MODEL = ["--model", str(ROOT / "tests/data/golden/ckpt_tiny")]
@@ -62,29 +64,33 @@ def test_readme_point_prompt_command(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "point" / "result.json").read_text())["frame_size"] == [112, 168]
 
 
-def test_bad_inputs_fail_in_one_line_before_the_model_loads(tmp_path: Path) -> None:
-    def one_line_error(proc: subprocess.CompletedProcess, *words: str) -> None:
-        assert proc.returncode != 0
-        assert "Traceback" not in proc.stderr and "Loading weights" not in proc.stderr, proc.stderr
-        last = proc.stderr.strip().splitlines()[-1]
-        assert last.startswith("error: ") and all(w in last for w in words), proc.stderr
+def test_bad_inputs_fail_in_one_line_before_the_model_loads(tmp_path: Path, capfd) -> None:
+    """In-process (each case would otherwise pay a Python + torch start-up); the real process is checked once."""
+    from unipixel.cli import main as cli_main
 
-    one_line_error(run([*CLI, "predict", "nope.png", "hi", *MODEL]), "media not found", "nope.png")
+    def one_line_error(argv: list[str], *words: str) -> None:
+        with pytest.raises(SystemExit) as exc:
+            cli_main(argv)
+        err = capfd.readouterr().err
+        message = str(exc.value.code)
+        assert message.startswith("error: ") and all(w in message for w in words), message
+        assert "Loading weights" not in err, err  # refused before any weights were read
+
+    one_line_error(["predict", "nope.png", "hi", *MODEL], "media not found", "nope.png")
     afile = tmp_path / "afile"
     afile.write_text("x")
-    one_line_error(run([*CLI, "predict", "examples/shapes.mp4", "hi", *MODEL, "--out", str(afile)]), "existing file")
+    one_line_error(["predict", "examples/shapes.mp4", "hi", *MODEL, "--out", str(afile)], "existing file")
     notimg = tmp_path / "mask.txt"
     notimg.write_text("not an image")
-    one_line_error(run([*CLI, "predict", "examples/shapes.mp4", "[0]?", "--mask", str(notimg), *MODEL]),
-                   "is not an image")
-    one_line_error(run([*CLI, "predict", "examples/shapes.mp4", "hi", "--frames", "0", *MODEL]), "--frames")
-    one_line_error(run([*CLI, "chat", "nope.mp4", *MODEL]), "media not found")
-    one_line_error(run([*CLI, "parity", str(tmp_path / "none")]), "fixture directory not found")
-    # these two load nothing heavy either: the checkpoint / device is refused before any weights are read
-    one_line_error(run([*CLI, "predict", "examples/shapes.mp4", "hi", "--model", str(tmp_path / "none")]),
-                   "cannot load model")
-    one_line_error(run([*CLI, "predict", "examples/shapes.mp4", "hi", *MODEL, "--device", "bogus"]),
-                   "unknown device 'bogus'")
+    one_line_error(["predict", "examples/shapes.mp4", "[0]?", "--mask", str(notimg), *MODEL], "is not an image")
+    one_line_error(["predict", "examples/shapes.mp4", "hi", "--frames", "0", *MODEL], "--frames")
+    one_line_error(["chat", "nope.mp4", *MODEL], "media not found")
+    one_line_error(["parity", str(tmp_path / "none")], "fixture directory not found")
+    one_line_error(["predict", "examples/shapes.mp4", "hi", "--model", str(tmp_path / "none")], "cannot load model")
+    one_line_error(["predict", "examples/shapes.mp4", "hi", *MODEL, "--device", "bogus"], "unknown device 'bogus'")
+    proc = run([*CLI, "predict", "nope.png", "hi", *MODEL])  # as a user sees it: one line, no traceback
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == "error: media not found: nope.png"
 
 
 def test_sam2_frames_all_masks_every_frame_and_quiet_is_quiet(tmp_path: Path) -> None:

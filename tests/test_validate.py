@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -75,12 +73,12 @@ def test_loader_refuses_a_broken_sample_with_its_line(tmp_path: Path) -> None:
     assert len(load_samples_jsonl(f, validate=False)) == 2
 
 
-def test_validate_command_checks_media(tmp_path: Path) -> None:
+def test_validate_command_checks_media(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from unipixel.cli import main as cli_main
+
     f = _write(tmp_path, [json.dumps(GOOD)])
-    proc = subprocess.run([sys.executable, "-m", "unipixel.cli", "validate", str(f), "--check-media"],
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 1 and "media file not found: img.png" in proc.stdout
+    assert cli_main(["validate", str(f), "--check-media"]) == 1
+    assert "media file not found: img.png" in capsys.readouterr().out
     (tmp_path / "img.png").write_bytes(b"")
-    proc = subprocess.run([sys.executable, "-m", "unipixel.cli", "validate", str(f), "--check-media"],
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0 and "1 samples, 0 invalid" in proc.stderr
+    assert cli_main(["validate", str(f), "--check-media"]) == 0
+    assert "1 samples, 0 invalid" in capsys.readouterr().err
