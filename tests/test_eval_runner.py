@@ -615,3 +615,18 @@ def test_eval_help_shows_the_usage_lines_and_output_layout() -> None:
     text = build_parser().format_help()
     assert "unipixel eval all --model PATH" in text and "OUT/report.md" in text
     assert "::" not in text  # reST markers of the module docstring are not shown to users
+
+
+def test_a_subset_run_is_marked_and_not_compared_with_the_paper(
+    data: dict[str, Path], api: UniPixel, tmp_path: Path
+) -> None:
+    argv = ["refcoco", "--data-root", str(data["refcoco"]), "--split", "val", "--out", str(tmp_path), *FAST]
+    assert runner.main([*argv, "--limit", "1"], api=api) == 0
+    m = _metrics(tmp_path, "refcoco", "val")
+    assert m["selection"]["limit"] == 1 and m["selection"]["samples"] == 1 and m["selection"]["of"] > 1
+    rows = [r for r in (tmp_path / "report.md").read_text().splitlines() if r.startswith("| refcoco | val |")]
+    assert rows and all("(subset of" in r for r in rows)
+    assert all(r.split("|")[7].strip() == "—" for r in rows)  # no Δ against the paper's full-split number
+    assert runner.main(argv, api=api) == 0  # extending to the full split keeps the first record
+    full = _metrics(tmp_path, "refcoco", "val")
+    assert full["selection"]["limit"] is None and full["counts"]["done"] == full["selection"]["of"]

@@ -78,6 +78,10 @@ def markdown_report(metrics: Sequence[Mapping[str, Any]], paper_model: str = "3B
         names = list(dict.fromkeys([*paper.keys(), *ours.keys()]))
         c = m.get("counts", {})
         samples = f"{c.get('done', 0)}/{c.get('expected', 0)}"
+        sel = m.get("selection") or {}
+        subset = bool(sel.get("limit") or sel.get("tasks"))
+        if subset:  # a --limit / --tasks run is not comparable with the paper's full-split numbers
+            samples += f" (subset of {sel.get('of', '?')})"
         proto = m.get("protocol", {}).get("name", "?")
         if not names:
             names = ["—"]
@@ -85,7 +89,7 @@ def markdown_report(metrics: Sequence[Mapping[str, Any]], paper_model: str = "3B
             v = ours.get(name)
             pp = paper.get(name)
             delta = None
-            if pp is not None and isinstance(v, (int, float)) and not math.isnan(v):
+            if pp is not None and isinstance(v, (int, float)) and not math.isnan(v) and not subset:
                 delta = v - pp[col]
             lines.append(
                 f"| {m.get('benchmark')} | {m.get('split')} | {name} | {_fmt(v)} | "

@@ -415,6 +415,7 @@ def run_split(
     root = resolve_data_root(bench, split, opts.data_root)
     t0 = time.perf_counter()
     samples = list(read_dataset(bench.reader, root, split, **reader_options))
+    total = len(samples)
     if opts.tasks:
         present = {s.task for s in samples}
         unknown = sorted(set(opts.tasks) - present)
@@ -432,6 +433,9 @@ def run_split(
         f"({time.perf_counter() - t0:.1f}s); protocol {protocol.name} "
         f"{json.dumps(params, sort_keys=True)}; shard {i}/{n}",
     )
+    # What part of the split this run covers: recorded (metrics.json, report) but not fingerprinted, so a quick
+    # --limit run can be extended to the full split without discarding its records.
+    settings["selection"] = {"limit": opts.limit, "tasks": list(opts.tasks), "samples": len(samples), "of": total}
     _write_json(run_json, settings)
     _write_json(split_dir / "expected_ids.json", ids)
 
@@ -581,6 +585,7 @@ def merge_split(split_dir: Path, opts: RunOptions) -> dict[str, Any]:
             "status": status,
             "judge": judge_info,
             "shard_files": [f.name for f in prediction_files(split_dir)],
+            "selection": settings.get("selection"),
         }
         _write_json(split_dir / "metrics.json", result)
     from .report import summary_lines, write_report
