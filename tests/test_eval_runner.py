@@ -305,6 +305,8 @@ def test_bad_arguments_fail_before_loading_the_model(
     assert runner.main(["all", "--param", "num_frame=8", "--data-root", str(tmp_path)]) == 2
     assert "no protocol has the parameter(s) ['num_frame']" in capsys.readouterr().err
     assert runner.main(["all", "--split", "val", "--data-root", str(tmp_path)]) == 2
+    assert runner.main(["report", "--out", str(tmp_path / "none")]) == 2
+    assert "no results under" in capsys.readouterr().err
 
 
 def test_bad_model_tasks_and_empty_selection_are_one_line_errors(

@@ -775,6 +775,10 @@ def main(argv: Sequence[str] | None = None, *, on_record: RecordHook | None = No
     if args.benchmark == "report":
         from .report import write_report
 
+        if not any(Path(args.out).glob("*/*/metrics.json")):
+            print(f"error: no results under {args.out} (expected {args.out}/<benchmark>/<split>/metrics.json)",
+                  file=sys.stderr)
+            return 2
         print(write_report(args.out, args.paper_model))
         return 0
     threads = None
@@ -854,6 +858,7 @@ def _run_all(
             if opts.merge_only:
                 if (opts.out / bench.name / split / "run.json").exists():
                     merge_split(opts.out / bench.name / split, opts)
+                    ran.append(f"{bench.name}/{split}")
                 continue
             assert opts.data_root is not None
             root = opts.data_root / bench.data_dir.format(split=split)
@@ -869,7 +874,8 @@ def _run_all(
             except (ValueError, EvalError, KeyError) as err:
                 rc = 1
                 _log(False, f"error in {bench.name} [{split}]: {type(err).__name__}: {err}")
-    _log(opts.quiet, f"evaluated: {', '.join(ran) or 'nothing'}; report: {opts.out / 'report.md'}")
+    done = "merged" if opts.merge_only else "evaluated"
+    _log(opts.quiet, f"{done}: {', '.join(ran) or 'nothing'}; report: {opts.out / 'report.md'}")
     return rc
 
 
