@@ -632,3 +632,4 @@ def test_a_subset_run_is_marked_and_not_compared_with_the_paper(
     assert runner.main(argv, api=api) == 0  # extending to the full split keeps the first record
     full = _metrics(tmp_path, "refcoco", "val")
     assert full["selection"]["limit"] is None and full["counts"]["done"] == full["selection"]["of"]
+    assert runner.main([*argv, "--dtype", "bfloat16"], api=api) == 2  # other numerics: not mixed in

@@ -354,6 +354,8 @@ def _fingerprint(settings: Mapping[str, Any]) -> tuple[Any, ...]:
         p.get("name"),
         p.get("params"),
         settings.get("model"),
+        # numerics: records made in bf16 and fp32 (or with another attention kernel) must not be mixed
+        settings.get("runtime", {"dtype": None, "attn": "sdpa"}),
     )
 
 
@@ -384,6 +386,7 @@ def run_split(
 
     i, n = opts.shard
     settings = _settings(bench, split, protocol, params, reader_options, holder.path)
+    settings["runtime"] = {"dtype": holder.dtype, "attn": holder.attn}
     run_json = split_dir / "run.json"
     if run_json.exists():
         differs = _fingerprint(json.loads(run_json.read_text())) != _fingerprint(json.loads(json.dumps(settings)))
