@@ -77,6 +77,29 @@ def test_a_bare_point_is_one_point_and_prompt_frames_survive_batching(api, frame
     assert 5 in out[0].llm_frame_indices
 
 
+def test_masks_are_numbered_after_points_and_tensors_are_accepted(api, frames) -> None:
+    import torch
+
+    mask = np.zeros(frames.shape[1:3], bool)
+    mask[10:30, 20:50] = True
+    seen = {}
+    real = api.run
+
+    def spy(media, text, objects, **kw):  # noqa: ANN001, ANN003, ANN202
+        seen.update(text=text, mem=kw.get("mem_object_ids"))
+        return real(media, text, objects, **kw)
+
+    api.run = spy
+    try:
+        api.predict(frames, "Is [0] touching [1]?", points=[torch.tensor([31.0, 41.0])], masks=[(mask, 0)],
+                    response="Yes.")
+    finally:
+        del api.run
+    assert seen["mem"] == [1] and "[0] <|ref|>" in seen["text"]  # the mask is [1], as the prompt says
+    with pytest.raises(ValueError, match=r"refers to \[2\]"):
+        api.predict(frames, "Is [0] touching [2]?", points=[(31, 41)], masks=[(mask, 0)])
+
+
 def test_from_pretrained_checks_device_and_dtype() -> None:
     from unipixel.api import _resolve_device, _resolve_dtype
 

@@ -629,6 +629,10 @@ def test_a_subset_run_is_marked_and_not_compared_with_the_paper(
     rows = [r for r in (tmp_path / "report.md").read_text().splitlines() if r.startswith("| refcoco | val |")]
     assert rows and all("(subset of" in r for r in rows)
     assert all(r.split("|")[7].strip() == "—" for r in rows)  # no Δ against the paper's full-split number
+    from unipixel.eval.report import markdown_report
+
+    whole = {**m, "selection": {"limit": 10**6, "tasks": [], "samples": 5, "of": 5}}  # a limit above the size
+    assert "subset" not in markdown_report([whole])
     assert runner.main(argv, api=api) == 0  # extending to the full split keeps the first record
     full = _metrics(tmp_path, "refcoco", "val")
     assert full["selection"]["limit"] is None and full["counts"]["done"] == full["selection"]["of"]

@@ -109,3 +109,12 @@ def test_released_rope_scaling_is_read_as_rope_parameters_without_noise(golden_d
     assert not [w for w in recwarn if "rope" in str(w.message)]
     again = UniPixelConfig.from_dict(cfg.to_dict())  # the modern layout round-trips unchanged
     assert again.text_config.rope_parameters == want
+
+
+def test_a_flat_qwen_config_keeps_its_rope_settings() -> None:
+    """Qwen2.5-VL base configs are flat (text settings at the top level); their M-RoPE must survive."""
+    cfg = UniPixelConfig(hidden_size=64, num_attention_heads=4, num_key_value_heads=2, intermediate_size=128,
+                         num_hidden_layers=1, rope_theta=1234567.0,
+                         rope_scaling={"type": "mrope", "mrope_section": [2, 3, 3]})
+    assert cfg.text_config.rope_parameters["mrope_section"] == [2, 3, 3]
+    assert cfg.text_config.rope_parameters["rope_theta"] == 1234567.0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import pickle
 from pathlib import Path
@@ -15,7 +16,7 @@ from pycocotools import mask as mask_utils
 from unipixel.data.masks import decode_rle, draw_polygon, encode_mask, to_rle
 from unipixel.data.registry import available_readers, read_dataset
 from unipixel.data.safe_pickle import UnsafePickleError, load_pickle, loads_pickle
-from unipixel.data.schema import Sample, SampleError, validate_sample
+from unipixel.data.schema import Sample, SampleError, Turn, validate_sample
 
 H, W = 6, 8
 
@@ -201,6 +202,9 @@ def test_refcoco_per_sentence_and_crowd(tmp_path: Path) -> None:
     k = [o.id for o in grouped[0].objects].index(one.objects[0].id)
     assert one.conversation == grouped[0].conversation[2 * k : 2 * k + 2]  # each turn keeps its own object
     assert _keep_turns(grouped[0], 3, np.random.default_rng(0)) is grouped[0]
+    chat = dataclasses.replace(grouped[0], task="general_qa", objects=[],
+                               conversation=[Turn(r, f"{r} {i}") for i in range(5) for r in ("user", "assistant")])
+    assert _keep_turns(chat, 1, np.random.default_rng(0)) is chat  # general QA keeps every turn
     refs_file = tmp_path / "refcoco" / "refs(unc).p"
     refs = pickle.loads(refs_file.read_bytes())
     refs_file.write_bytes(pickle.dumps([{**r, "split": "train"} for r in refs], protocol=2))

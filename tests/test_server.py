@@ -246,7 +246,7 @@ def test_422_bad_prompt_specs(client: httpx.Client, png: bytes) -> None:
     err = _error(client.post("/v1/predict", files=files, data={"prompt": "[0]", "points": f"[[{w}, 2]]"}), 422)
     assert err["field"] == "points" and "outside" in err["message"]  # a point is a pixel: x < width
     err = _error(client.post("/v1/predict", files=files, data={"prompt": "[0] or [2]?", "points": "[[1, 2]]"}), 422)
-    assert err["field"] == "points" and "refers to [2]" in err["message"]  # the API's unknown-[k] check
+    assert err["field"] == "prompt" and "refers to [2]" in err["message"]  # the API's unknown-[k] check
     edge = client.post("/v1/predict", files=files, data={"prompt": "What is [0]?", "boxes": f"[[0, 0, {w}, {h}]]"})
     assert edge.status_code == 200, edge.text  # a box's far edge may be the frame's edge
 

@@ -45,7 +45,7 @@ def test_validate_names_each_problem_by_file_and_line(tmp_path: Path, capsys: py
         _variant(objects__0__masks={"0": {"size": [4, 4], "counts": "!!garbage"}}),
         _variant(objects__0__masks={"7": {"size": [4, 4], "counts": [0, 16]}}),
         _variant(conversation__0__text="  "),
-        _variant(id=5),
+        _variant(id=""),
         _variant(conversation__1__text="It is <|seg|> and <|seg|>."),
     ])
     assert validate_main([str(f)]) == 1
@@ -64,6 +64,11 @@ def test_validate_names_each_problem_by_file_and_line(tmp_path: Path, capsys: py
     for lineno, words in expect.items():
         assert any(line.startswith(f"{f}:{lineno}:") and words in line for line in lines), (lineno, lines)
     assert "8 samples, 7 invalid" in out.err
+
+
+def test_numeric_ids_are_read_as_strings(tmp_path: Path) -> None:
+    (s,) = load_samples_jsonl(_write(tmp_path, [_variant(id=17)]))
+    assert s.id == "17"
 
 
 def test_loader_refuses_a_broken_sample_with_its_line(tmp_path: Path) -> None:

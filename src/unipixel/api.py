@@ -58,9 +58,11 @@ class Request:
 
 def _split_frame(spec: Sequence[float], n: int, what: str) -> tuple[list[float], int]:
     """``(x, y[, frame])`` / ``(x1, y1, x2, y2[, frame])`` → coordinates and a frame index, checked."""
+    if isinstance(spec, torch.Tensor):
+        spec = spec.tolist()
     if isinstance(spec, (str, bytes)) or not isinstance(spec, Sequence | np.ndarray):
         raise ValueError(f"a {what} is a tuple of {n} numbers (+ an optional frame index), got {spec!r}")
-    vals = list(spec)
+    vals = [v.item() if isinstance(v, torch.Tensor) and v.numel() == 1 else v for v in spec]
     if len(vals) not in (n, n + 1):
         raise ValueError(f"a {what} is {n} numbers (+ an optional frame index), got {spec!r}")
     for v in vals:
@@ -80,6 +82,8 @@ def _as_specs(specs: Any, n: int, what: str) -> list[Sequence[float]]:
         return []
     if isinstance(specs, (str, bytes)):
         raise ValueError(f"{what}s must be a list of tuples of numbers, got the string {specs!r}")
+    if isinstance(specs, torch.Tensor):
+        specs = specs.tolist()
     items = list(specs)
     if items and all(isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) for v in items):
         if len(items) in (n, n + 1):
@@ -214,7 +218,15 @@ class UniPixel:
                 raise ValueError(f"a prompt refers to frame {k} but {where}; give a frame index inside it")
         if total <= n:
             return load_media(media)
-        return load_media(media, indices=keep_frames_sampling(total, n, keep))
+        try:
+            return load_media(media, indices=keep_frames_sampling(total, n, keep))
+        except ValueError as err:  # a container that counts more packets than it decodes: decode it all once
+            if "decodable" not in str(err):
+                raise
+            full = load_media(media)
+            idx = keep_frames_sampling(full.num_frames, n, keep)
+            return Media(frames=full.frames[idx], fps=full.fps, is_image=False, frame_indices=full.frame_indices[idx],
+                         source=full.source, total_frames=full.total_frames)
 
     def _budget(self, media: Media) -> tuple[int, int]:
         lo, hi = llm_pixel_budget(max(media.num_frames, 1))
@@ -369,8 +381,9 @@ class UniPixel:
         if mem_object_ids is not None and len(mem_object_ids) != len(masks):
             raise ValueError(f"mem_object_ids names {len(mem_object_ids)} objects for {len(masks)} masks")
         n_ref = len(points) + len(boxes)
-        known = list(range(n_ref)) + (list(mem_object_ids) if mem_object_ids is not None else
-                                      list(range(n_ref, n_ref + len(masks))))
+        if masks and mem_object_ids is None:  # masks are numbered after the points and boxes, in the text too
+            mem_object_ids = list(range(n_ref, n_ref + len(masks)))
+        known = list(range(n_ref)) + list(mem_object_ids or ())
         if REF_TOKEN not in prompt:
             _check_markers(prompt, known, "give one point, box or mask per object (objects are numbered points "
                            "first, then boxes, then masks)")
@@ -458,6 +471,7 @@ class UniPixel:
         )
         answer.objects = seg.objects
         answer.choice = parse_choice(answer.text)
+        answer.media = {**answer.media, "choice": answer.choice}  # deprecated location, kept for older clients
         return answer
 
     def chat(self, media: MediaLike, num_frames: int | None = None) -> ChatSession:

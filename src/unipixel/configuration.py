@@ -58,10 +58,10 @@ def _modernise_rope(kwargs: dict[str, Any]) -> None:
     """Released (transformers 4.x) configs carry M-RoPE as ``rope_scaling`` (+ ``rope_theta``), at the top level and
     in ``text_config``; transformers 5 reads ``text_config.rope_parameters``. Rewrite the legacy form in place (same
     values, the duplicate ``type`` key dropped) so that loading a released checkpoint prints no deprecation noise."""
-    top_scaling, top_theta = kwargs.pop("rope_scaling", None), kwargs.pop("rope_theta", None)
     text = kwargs.get("text_config")
     if not isinstance(text, dict):
-        return
+        return  # a flat (Qwen2.5-VL base) config: transformers builds text_config from the top-level keys
+    top_scaling, top_theta = kwargs.pop("rope_scaling", None), kwargs.pop("rope_theta", None)
     scaling = text.pop("rope_scaling", None) or top_scaling
     theta = text.pop("rope_theta", None) or top_theta
     if scaling is None or text.get("rope_parameters") is not None:

@@ -652,7 +652,7 @@ class UniPixelResult:
             media=dict(d.get("media") or {}),
             timings={str(k): float(v) for k, v in (d.get("timings") or {}).items()},
             prompt=d.get("prompt"),
-            choice=d.get("choice"),
+            choice=d.get("choice", (d.get("media") or {}).get("choice")),  # older results kept it in media
         )
 
     def to_json(

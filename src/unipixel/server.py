@@ -1099,6 +1099,8 @@ def create_app(cfg: ServerConfig, api: Any | None = None) -> Any:
 
 def _guess_field(message: str) -> str | None:
     """The request field an API error is about (prompt kinds first: their messages also say "frame")."""
+    if "prompt refers to" in message:  # an unknown [k] in the prompt: fix the prompt (or add the object)
+        return "prompt"
     for name in ("point", "box", "mask", "prompt", "option", "num_frames", "frame"):
         if name in message:
             return {"point": "points", "box": "boxes", "mask": "masks", "option": "options",

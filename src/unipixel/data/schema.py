@@ -117,6 +117,8 @@ def read_sample_line(line: str, where: str = "sample") -> Sample:
         raise SampleError(f"{where}: not valid JSON ({err.msg} at column {err.colno})") from None
     if not isinstance(d, dict):
         raise SampleError(f"{where}: a sample is a JSON object, got {type(d).__name__}")
+    if isinstance(d.get("id"), int) and not isinstance(d.get("id"), bool):
+        d["id"] = str(d["id"])  # numeric ids are common in exported data; the schema's ids are strings
     missing = [k for k in ("id", "task", "media", "conversation") if k not in d]
     if missing:
         raise SampleError(f"{where}: missing field(s) {missing}; a sample has id, task, media, conversation, objects")

@@ -79,7 +79,7 @@ def markdown_report(metrics: Sequence[Mapping[str, Any]], paper_model: str = "3B
         c = m.get("counts", {})
         samples = f"{c.get('done', 0)}/{c.get('expected', 0)}"
         sel = m.get("selection") or {}
-        subset = bool(sel.get("limit") or sel.get("tasks"))
+        subset = bool(sel) and int(sel.get("samples", 0)) < int(sel.get("of", 0))
         if subset:  # a --limit / --tasks run is not comparable with the paper's full-split numbers
             samples += f" (subset of {sel.get('of', '?')})"
         proto = m.get("protocol", {}).get("name", "?")

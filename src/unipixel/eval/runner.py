@@ -421,9 +421,10 @@ def run_split(
     total = len(samples)
     if opts.tasks:
         present = {s.task for s in samples}
-        unknown = sorted(set(opts.tasks) - present)
-        if unknown:
-            raise ValueError(f"--tasks {','.join(unknown)}: no such task in {bench.name} [{split}]; it has {sorted(present)}")
+        if not set(opts.tasks) & present and not opts.lenient_overrides:
+            raise ValueError(
+                f"--tasks {','.join(opts.tasks)}: no such task in {bench.name} [{split}]; it has {sorted(present)}"
+            )
         samples = [s for s in samples if s.task in opts.tasks]
     if opts.limit is not None:
         samples = samples[: opts.limit]

@@ -133,6 +133,13 @@ def load_model_for_training(
         # Fine-tuning a full UniPixel checkpoint: the partial checkpoints written during training hold only the
         # trained tensors, so they must be rebuilt on *this* checkpoint, not on the Qwen base it recorded.
         local = Path(model_path)
+        if not local.is_dir():  # a hub id: record the local snapshot it was loaded from (partial loading needs files)
+            try:
+                from huggingface_hub import snapshot_download
+
+                local = Path(snapshot_download(str(model_path), local_files_only=True))
+            except Exception:  # noqa: BLE001 - not in the cache (e.g. a custom loader): keep the id
+                local = Path(str(model_path))
         model.config.base_model_path = str(local.resolve()) if local.is_dir() else str(model_path)
         model.config.sam2_checkpoint = None  # SAM 2 comes with the full checkpoint
     if sam2_checkpoint is not None:

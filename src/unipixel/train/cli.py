@@ -67,6 +67,8 @@ def build_parser(prog: str = "unipixel train") -> argparse.ArgumentParser:
     g.add_argument("--max-pixels", type=int, default=256 * 28 * 28)
     g.add_argument("--no-scale-pixels", action="store_true", help="same pixel budget for images and clips")
     g.add_argument("--max-num-tokens", type=int)
+    g.add_argument("--max-conv-turns", type=int, default=3,
+                   help="random turns kept of a longer multi-turn segmentation sample (reference: 3; 0 keeps all)")
     g.add_argument("--no-group-by-type", action="store_true", help="plain random sampler (single data type only)")
     g = p.add_argument_group("optimisation (defaults: the stage preset)")
     g.add_argument("--lr", type=float, dest="learning_rate")
@@ -299,6 +301,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         int_box_coords=model.config.quirk_int_box_coords,
         max_num_tokens=preset.max_num_tokens,
         seed=args.seed,
+        max_conv_turns=args.max_conv_turns,
     )
     dataset = UniPixelTrainDataset(samples, processor, feat)
     targs = TrainingArguments(

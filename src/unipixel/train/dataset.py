@@ -221,19 +221,19 @@ def _mask_at(obj_masks: dict[int, dict[str, Any]], pos: int, size: tuple[int, in
 
 
 def _keep_turns(sample: Sample, max_turns: int, rng: np.random.Generator) -> Sample:
-    """At most ``max_turns`` random (user, assistant) pairs of a multi-turn segmentation sample, with their
-    objects. Only samples whose objects all have masks and no visual prompt are cut (each ``<|seg|>`` then names
-    the next object), so region / prompted samples are never changed."""
+    """At most ``max_turns`` random (user, assistant) pairs, in random order, of a multi-turn segmentation sample,
+    with their objects. Only samples whose every turn segments objects that all have masks and no visual prompt are
+    cut (each ``<|seg|>`` then names the next object): general QA and region / prompted samples keep every turn."""
     turns = sample.conversation
     pairs = len(turns) // 2
     if max_turns <= 0 or pairs <= max_turns or len(turns) % 2:
         return sample
-    if any(o.prompt is not None or not o.masks for o in sample.objects):
-        return sample
+    if not sample.objects or any(o.prompt is not None or not o.masks for o in sample.objects):
+        return sample  # general QA (no objects) and region / prompted samples keep every turn
     counts = [turns[2 * i].text.count(SEG) + turns[2 * i + 1].text.count(SEG) for i in range(pairs)]
-    if sum(counts) != len(sample.objects):
-        return sample  # not one object per <|seg|>: leave it to the consistency check
-    keep = sorted(rng.choice(pairs, size=max_turns, replace=False).tolist())
+    if sum(counts) != len(sample.objects) or not all(counts):
+        return sample  # not one object per <|seg|> in every turn: leave it to the consistency check
+    keep = rng.choice(pairs, size=max_turns, replace=False).tolist()  # random order, as the reference samples
     starts = np.concatenate([[0], np.cumsum(counts)]).astype(int)
     objects = [o for i in keep for o in sample.objects[starts[i] : starts[i + 1]]]
     conversation = [t for i in keep for t in turns[2 * i : 2 * i + 2]]
