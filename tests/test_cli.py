@@ -23,7 +23,7 @@ def run(args: list[str], cwd: Path = ROOT, timeout: int = 300) -> subprocess.Com
 def test_help_lists_commands_and_examples() -> None:
     proc = run([*CLI, "--help"])
     assert proc.returncode == 0
-    for word in ("predict", "chat", "synth", "eval", "serve", "demo", "examples:"):
+    for word in ("predict", "chat", "synth", "eval", "serve", "demo", "validate", "export", "examples:"):
         assert word in proc.stdout
     proc = run([*CLI, "predict", "--help"])
     assert "--point X,Y[,FRAME]" in proc.stdout and "examples:" in proc.stdout
