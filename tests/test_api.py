@@ -100,6 +100,13 @@ def test_masks_are_numbered_after_points_and_tensors_are_accepted(api, frames) -
         api.predict(frames, "Is [0] touching [2]?", points=[(31, 41)], masks=[(mask, 0)])
 
 
+def test_generated_objects_do_not_take_the_ids_of_prompted_ones(api, frames) -> None:
+    res = api.predict(frames, "What is near [0]?", points=[(31, 41)], response="The red thing <|seg|> is near [0].")
+    assert [o.id for o in res.objects] == [1] and res.clean_text == "The red thing [1] is near [0]."
+    named = api.predict(frames, "Segment [0].", points=[(31, 41)], response="[0] <|seg|>")
+    assert [o.id for o in named.objects] == [0]  # the model naming the prompted object keeps its id
+
+
 def test_from_pretrained_checks_device_and_dtype() -> None:
     from unipixel.api import _resolve_device, _resolve_dtype
 

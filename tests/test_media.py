@@ -333,3 +333,12 @@ def test_count_frames_and_prompt_frames_decode_only_what_is_kept(tmp_path: Path,
     got = api.load(video, 4, keep=[total - 2])
     assert total - 2 in got.frame_indices.tolist() and got.num_frames == 4
     assert decoded and all(w is not None and len(w) <= 4 for w in decoded)  # never the whole video
+
+
+def test_exif_orientation_is_applied(tmp_path: Path) -> None:
+    """A phone photo stored sideways with EXIF "rotate 90°" is read upright, as viewers (and users) see it."""
+    img = Image.new("RGB", (200, 100), (255, 0, 0))
+    exif = img.getexif()
+    exif[0x0112] = 6
+    img.save(tmp_path / "phone.jpg", exif=exif)
+    assert load_media(tmp_path / "phone.jpg").frames.shape == (1, 200, 100, 3)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
+import json
 import os
 import socket
 import subprocess
@@ -186,7 +187,7 @@ def test_json_variant_and_pixelqa(client: httpx.Client, png: bytes) -> None:
     assert rle["size"] == [112, 168]
     region = client.post("/v1/predict", json={  # the mask fed back as a region (<|mem|>) prompt
         "prompt": "What is in this region?", "masks": [{**rle, "frame": 0}],
-        "media_base64": base64.b64encode(png).decode(), "media_filename": "a.png",
+        "media_base64": base64.encodebytes(png).decode(), "media_filename": "a.png",  # wrapped at 76 columns
     })
     assert region.status_code == 200, region.text
     bad = client.post("/v1/predict", json={
@@ -247,6 +248,9 @@ def test_422_bad_prompt_specs(client: httpx.Client, png: bytes) -> None:
     assert err["field"] == "points" and "outside" in err["message"]  # a point is a pixel: x < width
     err = _error(client.post("/v1/predict", files=files, data={"prompt": "[0] or [2]?", "points": "[[1, 2]]"}), 422)
     assert err["field"] == "prompt" and "refers to [2]" in err["message"]  # the API's unknown-[k] check
+    err = _error(client.post("/v1/predict", files=files, data={"prompt": "What is [0]?", "masks":
+                             json.dumps([{"size": [h, w], "counts": "!!!!garbage"}])}), 422)
+    assert err["field"] == "masks" and "do not decode" in err["message"]  # refused before the model runs
     edge = client.post("/v1/predict", files=files, data={"prompt": "What is [0]?", "boxes": f"[[0, 0, {w}, {h}]]"})
     assert edge.status_code == 200, edge.text  # a box's far edge may be the frame's edge
 

@@ -406,7 +406,7 @@ class UniPixel:
         return self.run(
             loaded, text, objs, response=response, assistant_prefix=assistant_prefix,
             max_new_tokens=max_new_tokens, do_sample=do_sample, sam2_media=sam2_media,
-            mem_object_ids=mem_object_ids, **gen_kwargs,
+            mem_object_ids=mem_object_ids, reserved_ids=known, **gen_kwargs,
         )
 
     def predict_batch(self, requests: Sequence[Request | dict[str, Any]]) -> list[UniPixelResult]:

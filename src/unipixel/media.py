@@ -28,7 +28,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
+from PIL import Image, ImageOps
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -175,7 +175,9 @@ def _to_rgb(img: Image.Image) -> Image.Image:
 def _read_image(path: Path) -> np.ndarray:
     try:
         with Image.open(path) as img:
-            return np.asarray(_to_rgb(img), dtype=np.uint8).copy()
+            # Phone photos store "rotate 90°" in EXIF; viewers apply it, so prompts and masks must too.
+            upright = ImageOps.exif_transpose(img)
+            return np.asarray(_to_rgb(upright), dtype=np.uint8).copy()
     except OSError as e:  # PIL raises UnidentifiedImageError (an OSError) for corrupt files
         raise ValueError(f"cannot read image {path}: {e}") from e
 

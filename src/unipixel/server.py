@@ -267,6 +267,11 @@ def _masks(value: Any) -> list[tuple[dict[str, Any], int]]:
         frame = item.get("frame", 0) if isinstance(item, dict) else 0
         if not ok or not isinstance(frame, int) or isinstance(frame, bool) or frame < 0:
             raise _bad("masks", f"masks[{i}] is not a COCO RLE with a non-negative integer frame", f"send {MASKS_HINT}")
+        from .data.schema import rle_problem
+
+        problem = rle_problem({"size": item["size"], "counts": item["counts"]})
+        if problem:  # decoded here, not on the model thread
+            raise _bad("masks", f"masks[{i}]: {problem}", f"send {MASKS_HINT}")
         out.append(({"size": item["size"], "counts": item["counts"]}, frame))
     return out
 
@@ -439,8 +444,11 @@ def probe_media(path: Path) -> MediaProbe:
     if ext in IMAGE_EXTENSIONS:
         try:
             with Image.open(path) as img:
+                img.verify()  # must come right after open
+            with Image.open(path) as img:
                 w, h = img.size
-                img.verify()
+                if img.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # EXIF "rotate 90°": decoded upright, W and H swap
+                    w, h = h, w
         except Exception as err:  # PIL raises many types (UnidentifiedImageError, SyntaxError, OSError ...)
             raise ApiError(415, "undecodable_media", f"the upload is not a readable image ({_scrub(str(err), path)})", field="file",
                            hint="send a JPEG/PNG/WebP/BMP/TIFF image or a video (MP4, WebM, MOV, MKV, AVI, GIF)") from None
@@ -910,6 +918,7 @@ def create_app(cfg: ServerConfig, api: Any | None = None) -> Any:
             mime = header[5:].split(";")[0]
         if len(b64) * 3 // 4 > cfg.max_upload_bytes + 3:
             raise _BodyTooLarge(cfg.max_upload_bytes)
+        b64 = "".join(b64.split())  # `base64 FILE` wraps lines at 76 columns
         try:
             data = base64.b64decode(b64, validate=True)
         except (binascii.Error, ValueError) as err:

@@ -132,7 +132,7 @@ def _count(text: str, token: str) -> int:
     return len(re.findall(re.escape(token), text))
 
 
-def _rle_problem(rle: dict[str, Any]) -> str | None:
+def rle_problem(rle: dict[str, Any]) -> str | None:
     """Why a COCO RLE dict cannot be decoded into a mask of its ``size`` (None if it can)."""
     size = rle.get("size")
     if not (isinstance(size, (list, tuple)) and len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size)):
@@ -223,7 +223,7 @@ def validate_sample(sample: Sample) -> None:
                 problems.append(f"object {o.id} frame {t}: mask is not a COCO RLE dict with 'size' and 'counts'")
             else:
                 sizes.add(tuple(rle["size"]))
-                bad = _rle_problem(rle)
+                bad = rle_problem(rle)
                 if bad:
                     problems.append(f"object {o.id} frame {t}: {bad}")
             if t < 0:
