@@ -306,6 +306,16 @@ def test_main_reports_missing_builtin_model(monkeypatch: pytest.MonkeyPatch, cap
     assert "built-in model is not present" in err and "--model" in err
 
 
+def test_main_reports_a_bad_device_in_one_line(capsys: pytest.CaptureFixture) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("needs a machine without CUDA")
+    assert demo.main(["--device", "cuda"]) == 2
+    err = capsys.readouterr().err
+    assert "error: cannot load the model: device 'cuda'" in err and "Traceback" not in err and "hint" not in err
+
+
 def test_cli_delegates_demo_help(capsys: pytest.CaptureFixture) -> None:
     from unipixel.cli import main as cli_main
 

@@ -363,6 +363,18 @@ def test_parse_predict_accepts_single_point_and_defaults() -> None:
     assert np.asarray(masks.masks[0][0]["size"]).tolist() == [2, 3]
 
 
+def test_serve_refuses_a_bad_device_or_model_before_starting() -> None:
+    import torch
+
+    from unipixel.server import main
+
+    if not torch.cuda.is_available():
+        with pytest.raises(SystemExit, match="CUDA is not available"):
+            main(["--device", "cuda"])
+    with pytest.raises(SystemExit, match="model not found: /nonexistent/x"):
+        main(["--model", "/nonexistent/x"])
+
+
 def test_serve_help_lists_the_limits(capsys: pytest.CaptureFixture[str]) -> None:
     from unipixel.server import main
 

@@ -695,9 +695,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"loading {args.model or 'the built-in model'} ...", file=sys.stderr, flush=True)
     try:
         api = UniPixel.from_pretrained(args.model, device=args.device, **kwargs)
-    except FileNotFoundError as err:
-        print(f"error: cannot load the model: {err}", file=sys.stderr)
-        if args.model is None:
+    except (OSError, ValueError) as err:  # a missing checkpoint (OSError), a bad device / dtype (ValueError)
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        print(f"error: cannot load the model: {first}", file=sys.stderr)
+        if args.model is None and isinstance(err, OSError):
             print("hint: run `unipixel demo --model PATH` with a UniPixel checkpoint directory", file=sys.stderr)
         return 2
     demo = build_demo(api, work_dir=args.work_dir)

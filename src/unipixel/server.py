@@ -1188,6 +1188,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if cfg.host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("binding %s: this server has no authentication; anyone who can reach it can use the model",
                     cfg.host)
+    if cfg.device is not None:  # refuse an unusable device before uvicorn starts (and prints a startup traceback)
+        from .api import _resolve_device
+
+        try:
+            _resolve_device(cfg.device)
+        except ValueError as err:
+            raise SystemExit(f"error: {err}") from None
+    if cfg.model is not None and not Path(str(cfg.model)).exists() and str(cfg.model).count("/") != 1:
+        raise SystemExit(f"error: model not found: {cfg.model} (a checkpoint directory or an org/name hub id)")
     app = create_app(cfg)
     uvicorn.run(app, host=cfg.host, port=cfg.port, log_level=cfg.log_level, access_log=cfg.access_log,
                 timeout_graceful_shutdown=10)
