@@ -228,7 +228,7 @@ def test_422_bad_prompt_specs(client: httpx.Client, png: bytes) -> None:
     err = _error(client.post("/v1/predict", files=files, data={"prompt": "[0]", "boxes": "[[9, 9, 5, 5]]"}), 422)
     assert err["field"] == "boxes"
     err = _error(client.post("/v1/predict", files=files, data={"prompt": "what?", "points": "[[1, 2]]"}), 422)
-    assert err["field"] == "points" and "[0]" in err["message"]  # the API's own check, passed through
+    assert err["field"] == "prompt" and "[0]" in err["message"] and err["hint"]  # checked before the queue
     err = _error(client.post("/v1/predict", files=files, data={"prompt": ""}), 422)
     assert err["field"] == "prompt" and err["code"] == "missing_field"
     err = _error(client.post("/v1/predict", files=files, data={"prompt": "x" * 4001}), 422)
@@ -247,7 +247,10 @@ def test_422_bad_prompt_specs(client: httpx.Client, png: bytes) -> None:
     err = _error(client.post("/v1/predict", files=files, data={"prompt": "[0]", "points": f"[[{w}, 2]]"}), 422)
     assert err["field"] == "points" and "outside" in err["message"]  # a point is a pixel: x < width
     err = _error(client.post("/v1/predict", files=files, data={"prompt": "[0] or [2]?", "points": "[[1, 2]]"}), 422)
-    assert err["field"] == "prompt" and "refers to [2]" in err["message"]  # the API's unknown-[k] check
+    assert err["field"] == "prompt" and "refers to [2]" in err["message"] and err["hint"]  # unknown [k]
+    err = _error(client.post("/v1/pixelqa", files=files, data={"question": "Is [0] left of [1]?", "points": "[[1, 2]]",
+                                                              "options": '["yes", "no"]'}), 422)
+    assert err["field"] == "question" and "refers to [1]" in err["message"]
     err = _error(client.post("/v1/predict", files=files, data={"prompt": "What is [0]?", "masks":
                              json.dumps([{"size": [h, w], "counts": "!!!!garbage"}])}), 422)
     assert err["field"] == "masks" and "do not decode" in err["message"]  # refused before the model runs

@@ -959,6 +959,7 @@ def create_app(cfg: ServerConfig, api: Any | None = None) -> Any:
             assert path is not None
             probe = await run_in_threadpool(probe_media, path)
             check_against_media(probe, spec, cfg)
+            check_object_markers(spec)
             t_submit = time.perf_counter()
 
             def job() -> bytes:
@@ -1104,6 +1105,26 @@ def create_app(cfg: ServerConfig, api: Any | None = None) -> Any:
     app.state.queue = queue
     app.state.temp_root = temps.root
     return app
+
+
+def check_object_markers(spec: PredictSpec | PixelQASpec) -> None:
+    """The API's ``[k]`` checks, before the request takes a queue slot: every point / box is referred to as ``[k]``
+    and every ``[k]`` names an object of the request (points, then boxes, then masks)."""
+    from .api import UniPixel, _check_markers
+    from .tokenizer import REF_TOKEN
+
+    is_qa = isinstance(spec, PixelQASpec)
+    field, text = ("question", spec.question) if is_qa else ("prompt", spec.prompt)
+    n_ref = len(spec.points) + len(spec.boxes)
+    n_obj = n_ref + (0 if is_qa else len(spec.masks))
+    if REF_TOKEN in text:
+        return
+    hint = "write [0], [1], ... for the points first, then the boxes" + ("" if is_qa else ", then the masks")
+    try:
+        UniPixel._with_ref_tokens(text, n_ref)
+        _check_markers(text, range(n_obj), hint)
+    except ValueError as err:
+        raise _bad(field, str(err), hint) from None
 
 
 def _guess_field(message: str) -> str | None:
