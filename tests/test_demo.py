@@ -324,3 +324,17 @@ def test_cli_delegates_demo_help(capsys: pytest.CaptureFixture) -> None:
     assert exc.value.code == 0
     out = capsys.readouterr().out
     assert "--model" in out and "--port" in out and "--max-pixels" in out
+
+
+def test_new_media_clears_the_previous_results_and_bad_media_drops_the_old_state(
+    tmp_path: Path, image_path: Path
+) -> None:
+    app = demo.build_demo(FakeAPI(), work_dir=tmp_path, examples=[])
+    on_media = next(f.fn for f in app.fns.values() if f.fn.__name__ == "on_media")
+    good = on_media(str(image_path))
+    assert good[0].loaded and len(good) == 11
+    assert good[6].value is None and good[9] is None and good[10] == ""  # answer, JSON and details emptied
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"not a video")
+    out = on_media(str(bad))  # a warning, not an exception: the state is replaced by an empty one
+    assert not out[0].loaded and out[1] is None and out[9] is None

@@ -533,22 +533,30 @@ def build_demo(
         frame = render_frame(state, pos) if state.loaded else None
         return state, frame, describe_prompts(state), suggest_prompt(state, text)
 
+    def _cleared_outputs() -> tuple[Any, ...]:
+        """Answer, overlays, JSON and details emptied: a new media must not show the previous one's results."""
+        return (gr.HighlightedText(value=None), gr.Image(value=None, visible=False), gr.Video(value=None, visible=False),
+                None, "")
+
     def on_media(path: str | None) -> tuple[Any, ...]:
         # The prompt text is neither read nor written here: an example sets media and prompt together, and
         # echoing a stale prompt back would overwrite the example's.
+        empty = DemoState()
+        no_media = (empty, None, gr.Slider(value=0, maximum=1, interactive=False), _slider_label(empty, 0),
+                    None, describe_prompts(empty), *_cleared_outputs())
         if not path:
-            state = DemoState()
-            return (state, None, gr.Slider(value=0, maximum=1, interactive=False), _slider_label(state, 0),
-                    None, describe_prompts(state))
+            return no_media
         try:
             state = load_preview(path, max_preview_frames)
         except (ValueError, OSError) as err:
-            raise gr.Error(f"cannot read {Path(path).name}: {err}") from err
+            # The previous media's state is dropped too, so a later submit cannot run on it silently.
+            gr.Warning(f"cannot read {Path(path).name}: {str(err).replace(str(path), Path(path).name)}")
+            return no_media
         n = int(state.frames.shape[0]) if state.frames is not None else 1
         # A slider needs maximum > minimum: a single image gets a disabled 0..1 slider.
         slider = gr.Slider(value=0, minimum=0, maximum=max(n - 1, 1), step=1, interactive=n > 1)
         return (state, render_frame(state, 0), slider, _slider_label(state, 0), _editor_value(state, 0),
-                describe_prompts(state))
+                describe_prompts(state), *_cleared_outputs())
 
     def on_frame(state: DemoState, pos: float) -> tuple[Any, ...]:
         if not state.loaded:
@@ -646,7 +654,8 @@ def build_demo(
             gr.Examples(examples=[list(e) for e in examples], inputs=[media, prompt], label="Examples")
 
         ui = {"concurrency_limit": None, "show_progress": "hidden"}
-        media.change(on_media, [media], [state, frame_view, slider, frame_info, editor, prompt_list],
+        media.change(on_media, [media], [state, frame_view, slider, frame_info, editor, prompt_list,
+                                         answer, overlay_image, overlay_video, json_file, details],
                      concurrency_limit=None)
         slider.change(on_frame, [state, slider], [frame_view, frame_info, editor], **ui)
         frame_view.select(on_select, [state, slider, mode, prompt], [state, frame_view, prompt_list, prompt], **ui)
