@@ -385,3 +385,42 @@ def test_serve_help_lists_the_limits(capsys: pytest.CaptureFixture[str]) -> None
         main(["--help"])
     assert info.value.code == 0
     assert "--max-upload-mb" in capsys.readouterr().out
+
+
+def test_health_says_loading_while_the_model_loads_and_load_failed_after_an_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The model loads after the server is up: /health answers 503 "loading", then 200; a load error is a 500."""
+    from starlette.testclient import TestClient
+
+    from unipixel.api import UniPixel
+    from unipixel.server import create_app
+
+    gate = threading.Event()
+    real = UniPixel.from_pretrained.__func__
+
+    def slow(cls, *a, **k):  # noqa: ANN001, ANN002, ANN003, ANN202
+        assert gate.wait(30)
+        return real(cls, str(GOLDEN / "ckpt_tiny"), device="cpu")
+
+    monkeypatch.setattr(UniPixel, "from_pretrained", classmethod(slow))
+    with TestClient(create_app(ServerConfig(tmp_dir=str(tmp_path)))) as c:
+        first = c.get("/health")
+        assert first.status_code == 503 and first.json()["status"] == "loading"
+        assert c.post("/v1/predict", data={"prompt": "x"}).status_code == 503
+        gate.set()
+        deadline = time.monotonic() + 30
+        while c.get("/health").status_code != 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+
+    def broken(cls, *a, **k):  # noqa: ANN001, ANN002, ANN003, ANN202
+        raise OSError("no such checkpoint")
+
+    monkeypatch.setattr(UniPixel, "from_pretrained", classmethod(broken))
+    with TestClient(create_app(ServerConfig(tmp_dir=str(tmp_path)))) as c:
+        deadline = time.monotonic() + 30
+        while (h := c.get("/health")).status_code == 503:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert h.status_code == 500 and h.json()["status"] == "load_failed" and "no such checkpoint" in h.json()["error"]

@@ -756,7 +756,7 @@ def _responses_doc() -> dict[int | str, dict[str, Any]]:
 
 
 def create_app(cfg: ServerConfig, api: Any | None = None) -> Any:
-    """Build the FastAPI app. ``api`` (a loaded :class:`~unipixel.api.UniPixel`) is loaded at startup if None."""
+    """Build the FastAPI app. ``api`` (a loaded :class:`~unipixel.api.UniPixel`) is loaded in the background at startup if None (/health says "loading" meanwhile)."""
     from fastapi import FastAPI, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse, Response
@@ -784,20 +784,37 @@ def create_app(cfg: ServerConfig, api: Any | None = None) -> Any:
             kwargs["sam2_config_dirs"] = list(cfg.sam2_config_dirs)
         return UniPixel.from_pretrained(cfg.model, **kwargs)
 
+    def set_api(up: Any) -> None:
+        state["api"] = up
+        state["model_name"] = Path(str(getattr(up.model, "name_or_path", "") or cfg.model or "builtin")).name
+
+    async def load_in_background() -> None:
+        """The model loads after the socket is bound, so /health can answer 503 "loading" meanwhile (a 7B load
+        takes minutes; a liveness probe must not see a refused connection and restart the server)."""
+        log.info("loading model %s ...", cfg.model or "(built-in)")
+        t0 = time.perf_counter()
+        try:
+            # On the model thread, so thread-local torch state (grad mode, threads) matches inference.
+            set_api(await asyncio.get_running_loop().run_in_executor(queue.executor, load_model))
+        except Exception as err:  # noqa: BLE001 - reported by /health (500), which makes orchestrators restart us
+            state["load_error"] = f"{type(err).__name__}: {err}"
+            log.error("the model failed to load: %s", state["load_error"])
+            return
+        log.info("model loaded in %.1f s", time.perf_counter() - t0)
+
     @asynccontextmanager
     async def lifespan(app: Any) -> Any:
-        if state["api"] is None:
-            log.info("loading model %s ...", cfg.model or "(built-in)")
-            t0 = time.perf_counter()
-            # On the model thread, so thread-local torch state (grad mode, threads) matches inference.
-            state["api"] = await asyncio.get_running_loop().run_in_executor(queue.executor, load_model)
-            log.info("model loaded in %.1f s", time.perf_counter() - t0)
-        up = state["api"]
-        state["model_name"] = Path(str(getattr(up.model, "name_or_path", "") or cfg.model or "builtin")).name
         state["started"] = time.time()
+        loader = None
+        if state["api"] is None:
+            loader = asyncio.ensure_future(load_in_background())
+        else:
+            set_api(state["api"])
         try:
             yield
         finally:
+            if loader is not None and not loader.done():
+                loader.cancel()
             queue.shutdown()
             temps.cleanup()
 
@@ -952,6 +969,8 @@ def create_app(cfg: ServerConfig, api: Any | None = None) -> Any:
         t0 = time.perf_counter()
         request_id = rid(request)
         if state["api"] is None:
+            if state.get("load_error"):
+                raise ApiError(500, "load_failed", f"the model failed to load: {state['load_error']}")
             raise ApiError(503, "loading", "the model is still loading", headers={"Retry-After": "5"})
         fields, path, cleanup = await read_request(request)
         try:
@@ -1067,8 +1086,10 @@ def create_app(cfg: ServerConfig, api: Any | None = None) -> Any:
     @app.get("/health", summary="Liveness/readiness: model loaded, queue depth, uptime")
     async def health() -> JSONResponse:
         loaded = state["api"] is not None
+        failed = state.get("load_error")
         body = {
-            "status": "ok" if loaded else "loading",
+            "status": "ok" if loaded else ("load_failed" if failed else "loading"),
+            **({"error": failed} if failed else {}),
             "model_loaded": loaded,
             "queue_depth": max(queue.pending - queue.running, 0),
             "in_flight": queue.running,
@@ -1079,7 +1100,7 @@ def create_app(cfg: ServerConfig, api: Any | None = None) -> Any:
             "uptime_s": round(time.time() - state["started"], 3),
             "peak_rss_mb": _peak_rss_mb(),
         }
-        return JSONResponse(body, status_code=200 if loaded else 503)
+        return JSONResponse(body, status_code=200 if loaded else (500 if failed else 503))
 
     @app.get("/v1/info", summary="Model, device and request limits")
     async def info() -> JSONResponse:
@@ -1197,7 +1218,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``unipixel serve ...``: parse flags, build the app (model loads at startup), run uvicorn until stopped."""
+    """``unipixel serve ...``: parse flags, build the app (the model loads in the background once the socket is bound), run uvicorn until stopped."""
     args = build_parser().parse_args(list(argv) if argv is not None else None)
     cfg = config_from_args(args)
     try:
