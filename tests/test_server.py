@@ -211,10 +211,14 @@ def test_413_too_large(client: httpx.Client) -> None:
     big = os.urandom(int(MAX_UPLOAD_MB * 1024 * 1024) + 4096)
     err = _error(client.post("/v1/predict", files={"file": ("big.png", big)}, data={"prompt": "x"}), 413)
     assert err["code"] == "payload_too_large" and "bytes" in err["message"]
+    limit = client.get("/v1/info").json()["limits"]["max_upload_bytes"]
+    assert f"limit of {limit} bytes" in err["message"] and err["field"] == "file"  # the limit users configure
     huge = os.urandom(int(MAX_UPLOAD_MB * 1024 * 1024 * 2))  # over the body limit: refused from Content-Length
-    assert client.post("/v1/predict", files={"file": ("big.png", huge)}, data={"prompt": "x"}).status_code == 413
+    err = _error(client.post("/v1/predict", files={"file": ("big.png", huge)}, data={"prompt": "x"}), 413)
+    assert f"limit of {limit} bytes" in err["message"] and err["field"] == "file"
     b64 = base64.b64encode(big).decode()
-    assert client.post("/v1/predict", json={"prompt": "x", "media_base64": b64}).status_code == 413
+    err = _error(client.post("/v1/predict", json={"prompt": "x", "media_base64": b64}), 413)
+    assert f"limit of {limit} bytes" in err["message"] and err["field"] == "media_base64"
 
 
 def test_422_bad_prompt_specs(client: httpx.Client, png: bytes) -> None:

@@ -581,9 +581,13 @@ class ModelQueue:
 
 
 class _BodyTooLarge(ApiError):
-    def __init__(self, limit: int) -> None:
-        super().__init__(413, "payload_too_large", f"the request body exceeds this server's limit of {limit} bytes",
-                         hint="send a smaller file (see max_upload_bytes in GET /v1/info)")
+    """413 quoting the media-file limit users configure (``max_upload_bytes``), not the internal body limit
+    (which adds room for the form fields and base64's 4/3)."""
+
+    def __init__(self, media_limit: int, field_name: str | None = None) -> None:
+        super().__init__(413, "payload_too_large",
+                         f"the media file exceeds this server's limit of {media_limit} bytes (max_upload_bytes)",
+                         field=field_name, hint="send a smaller file (see max_upload_bytes in GET /v1/info)")
 
 
 class _Guard:
@@ -594,9 +598,10 @@ class _Guard:
     FastAPI, because the multipart parser would otherwise spool the whole upload first.
     """
 
-    def __init__(self, app: Any, limit_for: Callable[[str], int]) -> None:
+    def __init__(self, app: Any, limit_for: Callable[[str], int], media_limit: int = 0) -> None:
         self.app = app
         self.limit_for = limit_for
+        self.media_limit = media_limit
 
     async def __call__(self, scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -606,7 +611,10 @@ class _Guard:
         rid = headers.get("x-request-id", "")
         rid = rid if _REQUEST_ID_RE.match(rid) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = rid
-        limit = self.limit_for(headers.get("content-type", ""))
+        content_type = headers.get("content-type", "")
+        limit = self.limit_for(content_type)
+        is_json = content_type.split(";")[0].strip().lower() == "application/json"
+        too_large = _BodyTooLarge(self.media_limit or limit, "media_base64" if is_json else "file")
 
         async def send_with_id(message: MutableMapping[str, Any]) -> None:
             if message["type"] == "http.response.start":
@@ -616,7 +624,7 @@ class _Guard:
 
         length = headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > limit:
-            err = _BodyTooLarge(limit)
+            err = too_large
             await _send_json(send_with_id, err.status, err.body(rid), {"Connection": "close"})
             return
         received = 0
@@ -627,7 +635,7 @@ class _Guard:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    raise _BodyTooLarge(limit)
+                    raise too_large
             return message
 
         await self.app(scope, counted_receive, send_with_id)
@@ -921,7 +929,7 @@ def create_app(cfg: ServerConfig, api: Any | None = None) -> Any:
                 if size > cfg.max_upload_bytes:
                     dst.close()
                     path.unlink(missing_ok=True)
-                    raise _BodyTooLarge(cfg.max_upload_bytes)
+                    raise _BodyTooLarge(cfg.max_upload_bytes, "file")
                 dst.write(chunk)
         if size == 0:
             path.unlink(missing_ok=True)
@@ -933,16 +941,16 @@ def create_app(cfg: ServerConfig, api: Any | None = None) -> Any:
         if b64.startswith("data:"):
             header, _, b64 = b64.partition(",")
             mime = header[5:].split(";")[0]
-        if len(b64) * 3 // 4 > cfg.max_upload_bytes + 3:
-            raise _BodyTooLarge(cfg.max_upload_bytes)
         b64 = "".join(b64.split())  # `base64 FILE` wraps lines at 76 columns
+        if len(b64) * 3 // 4 > cfg.max_upload_bytes + 3:
+            raise _BodyTooLarge(cfg.max_upload_bytes, "media_base64")
         try:
             data = base64.b64decode(b64, validate=True)
         except (binascii.Error, ValueError) as err:
             raise _bad("media_base64", f"media_base64 is not valid base64 ({err})",
                        "encode the file's bytes with standard base64 (RFC 4648)") from None
         if len(data) > cfg.max_upload_bytes:
-            raise _BodyTooLarge(cfg.max_upload_bytes)
+            raise _BodyTooLarge(cfg.max_upload_bytes, "media_base64")
         if not data:
             raise ApiError(415, "undecodable_media", "media_base64 decodes to an empty file", field="media_base64")
         path = temps.new(_sniff_suffix(data[:16], filename if isinstance(filename, str) else None, mime))
@@ -1122,7 +1130,7 @@ def create_app(cfg: ServerConfig, api: Any | None = None) -> Any:
     def limit_for(content_type: str) -> int:
         return b64_limit if content_type.split(";")[0].strip().lower() == "application/json" else body_limit
 
-    app.add_middleware(_Guard, limit_for=limit_for)
+    app.add_middleware(_Guard, limit_for=limit_for, media_limit=cfg.max_upload_bytes)
     app.state.queue = queue
     app.state.temp_root = temps.root
     return app
