@@ -428,3 +428,16 @@ def test_health_says_loading_while_the_model_loads_and_load_failed_after_an_erro
             assert time.monotonic() < deadline
             time.sleep(0.05)
         assert h.status_code == 500 and h.json()["status"] == "load_failed" and "no such checkpoint" in h.json()["error"]
+
+
+def test_the_documented_result_example_has_the_keys_of_a_real_result() -> None:
+    from unipixel.results import build_result
+    from unipixel.server import _RESULT_EXAMPLE
+
+    mask = np.zeros((1, 8, 8), bool)
+    mask[0, 2:4, 2:4] = True
+    real = build_result("It is <|seg|>.", tracks=[mask], frame_size=(8, 8)).to_dict()
+    assert set(_RESULT_EXAMPLE) - {"request_id", "model"} == set(real)
+    example = _RESULT_EXAMPLE["objects"][0]
+    assert set(example) == set(real["objects"][0])
+    assert len(example["masks"]) == len(example["frame_indices"])  # one RLE per frame

@@ -739,8 +739,10 @@ _RESULT_EXAMPLE = {
     "llm_frame_indices": [0, 2, 5, 7], "media": {"source": "upload.mp4", "is_image": False, "fps": 4.0},
     "timings": {"queue_wait_s": 0.01, "media_decode_s": 0.02, "preprocess_s": 0.2, "model_s": 2.1, "total_s": 2.4},
     "objects": [{"id": 0, "label": "The red square", "source": "generated", "scores": [0.97, 0.95, 0.96, 0.9],
+                 "span": [15, 22], "clean_span": [15, 18], "token_index": None,
                  "size": [112, 168], "frame_indices": [0, 2, 5, 7], "boxes": [[10, 20, 40, 50], None, None, None],
-                 "areas": [900, 0, 0, 0], "masks": [{"size": [112, 168], "counts": "Xc02..."}]}],
+                 "areas": [900, 0, 0, 0],
+                 "masks": [{"size": [112, 168], "counts": c} for c in ("Xc02...", "PPa8", "PPa8", "PPa8")]}],
     "choice": None,
 }
 
