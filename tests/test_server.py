@@ -353,10 +353,34 @@ def test_cancelled_queued_request_never_reaches_the_model() -> None:
         gate.set()
         await first
         assert second.cancelled() and queue.pending == 0
+        assert (queue.served, queue.cancelled, queue.failed) == (1, 1, 0)
         queue.executor.shutdown(wait=True)
 
     asyncio.run(run())
     assert ran == []
+
+
+def test_a_request_dropped_while_on_the_model_keeps_its_slot_until_the_model_is_free() -> None:
+    gate = threading.Event()
+
+    async def run() -> None:
+        queue = ModelQueue(queue_size=1)
+        first = asyncio.create_task(queue.submit(gate.wait))
+        await asyncio.sleep(0.05)  # now running on the model thread
+        first.cancel()  # the client hung up; the job cannot be stopped
+        await asyncio.sleep(0.05)
+        assert queue.pending == 1 and queue.running == 1  # still occupies the only slot
+        with pytest.raises(ApiError, match="busy"):
+            await queue.submit(lambda: None)
+        gate.set()
+        for _ in range(100):
+            if queue.pending == 0:
+                break
+            await asyncio.sleep(0.01)
+        assert queue.pending == 0 and queue.served == 1 and queue.cancelled == 0
+        queue.executor.shutdown(wait=True)
+
+    asyncio.run(run())
 
 
 def test_parse_predict_accepts_single_point_and_defaults() -> None:

@@ -560,17 +560,28 @@ class ModelQueue:
                     self.running -= 1
                     self._avg_s = dt if self._avg_s is None else 0.8 * self._avg_s + 0.2 * dt
 
-        try:
-            out = await asyncio.get_running_loop().run_in_executor(self.executor, timed)
-            self.served += 1
-            return out
-        except asyncio.CancelledError:
-            raise
-        except BaseException:
-            self.failed += 1
-            raise
-        finally:
-            self.pending -= 1
+        loop = asyncio.get_running_loop()
+        future = self.executor.submit(timed)
+
+        def finished(f: concurrent.futures.Future) -> None:
+            # Counted when the job really ends (or is dropped before it starts), not when its awaiting request
+            # goes away: a job already on the model keeps its queue slot until the model is free again.
+            def account() -> None:
+                self.pending -= 1
+                if f.cancelled():
+                    self.cancelled += 1
+                elif f.exception() is not None:
+                    self.failed += 1
+                else:
+                    self.served += 1
+
+            try:
+                loop.call_soon_threadsafe(account)
+            except RuntimeError:  # the loop has closed (server shut down): nothing left to account for
+                pass
+
+        future.add_done_callback(finished)
+        return await asyncio.wrap_future(future)
 
     def shutdown(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
@@ -1019,8 +1030,7 @@ def create_app(cfg: ServerConfig, api: Any | None = None) -> Any:
         finally:
             watcher.cancel()
         if not task.done():
-            task.cancel()
-            queue.cancelled += 1
+            task.cancel()  # a job still waiting is dropped; one already on the model finishes (and is counted)
             log.info("request %s: client disconnected, dropped", rid(request))
             raise ApiError(499, "client_closed_request", "the client closed the connection")
         return task.result()
