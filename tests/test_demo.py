@@ -338,3 +338,9 @@ def test_new_media_clears_the_previous_results_and_bad_media_drops_the_old_state
     bad.write_bytes(b"not a video")
     out = on_media(str(bad))  # a warning, not an exception: the state is replaced by an empty one
     assert not out[0].loaded and out[1] is None and out[9] is None
+
+
+def test_masks_on_every_frame_are_refused_for_a_long_video(frames_dir: Path, tmp_path: Path) -> None:
+    st = demo.load_preview(frames_dir)
+    with pytest.raises(ValueError, match=r"limited to 2 frames and this video has \d+"):
+        demo.run_prediction(FakeAPI(), st, "Segment it.", tmp_path, all_frames=True, max_all_frames=2)

@@ -79,6 +79,7 @@ __all__ = [
 Mode = Literal["point", "box"]
 MODES: tuple[str, ...] = ("point", "box")
 MAX_PREVIEW_FRAMES = 120  # frames decoded for the slider; bounds memory for long videos
+MAX_ALL_FRAMES = 300  # "masks on every frame" decodes the whole video (twice): refused above this many frames
 MAX_PREVIEW_SIDE = 960  # preview frames kept per session are shrunk to this long side
 MIN_DISPLAY_SIDE = 640  # small frames are enlarged to this long side for clicking (see display_scale)
 EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"  # present in a source checkout only
@@ -430,6 +431,7 @@ def run_prediction(
     num_frames: int | None = None,
     all_frames: bool = False,
     max_new_tokens: int | None = None,
+    max_all_frames: int = MAX_ALL_FRAMES,
 ) -> PredictionOutput:
     """Run ``api.predict`` on the state's media and prompts; write the overlay and the RLE JSON.
 
@@ -456,6 +458,11 @@ def run_prediction(
         # Region prompts are numbered after the points and boxes, as the prompt list shows them.
         extra["mem_object_ids"] = [n_ref + j for j in range(len(masks))]
     keep = [p.frame for p in ordered]
+    if all_frames and not state.is_image and state.total_frames > max_all_frames:
+        raise ValueError(
+            f"masks on every frame are limited to {max_all_frames} frames and this video has {state.total_frames}; "
+            "untick 'Masks on every video frame' (masks on the sampled frames) or trim the video"
+        )
     media = api.load(state.source, num_frames, keep)
     video_all = all_frames and not media.is_image
     result = api.predict(
@@ -513,6 +520,7 @@ def build_demo(
     work_dir: str | os.PathLike[str] | None = None,
     examples: Sequence[tuple[str, str]] | None = None,
     max_preview_frames: int = MAX_PREVIEW_FRAMES,
+    max_all_frames: int = MAX_ALL_FRAMES,
 ) -> gr.Blocks:
     """The Gradio app for a loaded :class:`~unipixel.api.UniPixel` (``api``).
 
@@ -590,7 +598,7 @@ def build_demo(
         try:
             res = run_prediction(
                 api, state, text, out_dir, num_frames=int(num_frames), all_frames=bool(all_frames),
-                max_new_tokens=int(max_new_tokens),
+                max_new_tokens=int(max_new_tokens), max_all_frames=max_all_frames,
             )
         except ValueError as err:
             raise gr.Error(str(err)) from err
@@ -687,6 +695,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-pixels", type=int, help="max pixels per frame for the language model")
     p.add_argument("--max-new-tokens", type=int, default=256, help="default answer length limit (256)")
     p.add_argument("--work-dir", help="where overlays/JSON are written (default: a temp dir removed at exit)")
+    p.add_argument("--max-upload-mb", type=float, default=200.0, help="largest upload in MB (default 200)")
+    p.add_argument("--max-all-frames", type=int, default=MAX_ALL_FRAMES,
+                   help=f"longest video for 'masks on every frame' (default {MAX_ALL_FRAMES})")
     return p
 
 
@@ -710,9 +721,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.model is None and isinstance(err, OSError):
             print("hint: run `unipixel demo --model PATH` with a UniPixel checkpoint directory", file=sys.stderr)
         return 2
-    demo = build_demo(api, work_dir=args.work_dir)
+    demo = build_demo(api, work_dir=args.work_dir, max_all_frames=args.max_all_frames)
     demo.queue(max_size=32)
-    demo.launch(server_name=args.host, server_port=args.port, ssr_mode=False, show_error=True)
+    demo.launch(server_name=args.host, server_port=args.port, ssr_mode=False, show_error=True,
+                max_file_size=f"{args.max_upload_mb}mb")
     return 0
 
 
