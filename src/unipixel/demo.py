@@ -695,7 +695,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-pixels", type=int, help="max pixels per frame for the language model")
     p.add_argument("--max-new-tokens", type=int, default=256, help="default answer length limit (256)")
     p.add_argument("--work-dir", help="where overlays/JSON are written (default: a temp dir removed at exit)")
-    p.add_argument("--max-upload-mb", type=float, default=200.0, help="largest upload in MB (default 200)")
+    p.add_argument("--max-upload-mb", type=float, default=200.0, help="largest upload in MiB (default 200)")
     p.add_argument("--max-all-frames", type=int, default=MAX_ALL_FRAMES,
                    help=f"longest video for 'masks on every frame' (default {MAX_ALL_FRAMES})")
     return p
@@ -724,7 +724,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo = build_demo(api, work_dir=args.work_dir, max_all_frames=args.max_all_frames)
     demo.queue(max_size=32)
     demo.launch(server_name=args.host, server_port=args.port, ssr_mode=False, show_error=True,
-                max_file_size=f"{args.max_upload_mb}mb")
+                max_file_size=int(args.max_upload_mb * 1024 * 1024))  # bytes
     return 0
 
 
