@@ -92,6 +92,13 @@ def _as_specs(specs: Any, n: int, what: str) -> list[Sequence[float]]:
     return items
 
 
+def error_line(err: BaseException) -> str:
+    """The first line of an exception's message (its type when empty): transformers' load errors span many lines,
+    the CLI, demo and export print one."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
 def _check_prompt(prompt: Any) -> str:
     if not isinstance(prompt, str) or not prompt.strip():
         raise ValueError(f"the prompt must be a non-empty string, got {prompt!r}")
@@ -105,7 +112,11 @@ def _check_positive(value: int | None, name: str) -> int | None:
 
 
 def _check_markers(prompt: str, known: Sequence[int], hint: str) -> None:
-    """Every ``[k]`` in the prompt must name an object the caller gave (or, in chat, one the session knows)."""
+    """Every ``[k]`` in the prompt must name an object the caller gave (or, in chat, one the session knows).
+
+    A prompt that writes ``<|ref|>`` itself numbers its objects its own way and is not checked."""
+    if REF_TOKEN in prompt:
+        return
     unknown = sorted({int(k) for k in re.findall(r"\[(\d+)\]", prompt)} - {int(k) for k in known})
     if unknown:
         have = ", ".join(f"[{k}]" for k in sorted(set(known))) or "none"
@@ -384,9 +395,8 @@ class UniPixel:
         if masks and mem_object_ids is None:  # masks are numbered after the points and boxes, in the text too
             mem_object_ids = list(range(n_ref, n_ref + len(masks)))
         known = list(range(n_ref)) + list(mem_object_ids or ())
-        if REF_TOKEN not in prompt:
-            _check_markers(prompt, known, "give one point, box or mask per object (objects are numbered points "
-                           "first, then boxes, then masks)")
+        _check_markers(prompt, known, "give one point, box or mask per object (objects are numbered points "
+                       "first, then boxes, then masks)")
         loaded = self.load(media, num_frames, prompt_frames(points, boxes, masks))
         sam2_media = None
         if sam2_frames not in ("sampled", "all"):
@@ -451,8 +461,7 @@ class UniPixel:
         n = len(points) + len(boxes)
         if n == 0:
             raise ValueError("PixelQA needs at least one point or box prompt")
-        if REF_TOKEN not in question:
-            _check_markers(question, range(n), "give one point or box per object (points first, then boxes)")
+        _check_markers(question, range(n), "give one point or box per object (points first, then boxes)")
         opts = "".join(f"\n({chr(65 + i)}) {o}" for i, o in enumerate(options))
         loaded = self.load(media, num_frames, prompt_frames(points, boxes))
         objs = self._object_prompts(loaded, points, boxes, ())
@@ -498,9 +507,8 @@ class ChatSession:
         _check_prompt(prompt)
         points, boxes = _as_specs(points, 2, "point"), _as_specs(boxes, 4, "box")
         ids = sorted(self.objects)
-        if REF_TOKEN not in prompt:
-            _check_markers(prompt, [*ids, *range(len(points) + len(boxes))],
-                           "refer to objects of earlier answers by their id, or give a point or box")
+        _check_markers(prompt, [*ids, *range(len(points) + len(boxes))],
+                       "refer to objects of earlier answers by their id, or give a point or box")
         mem = [ObjectPrompt(frame=0, mask=self.objects[i].array()) for i in ids]
         refs = self.api._object_prompts(self.media, points, boxes, ())
         text = self.api._with_ref_tokens(prompt, len(refs))

@@ -56,7 +56,7 @@ def _mask_arg(spec: str) -> tuple[Any, int]:
 
 
 def _load_api(args: argparse.Namespace) -> Any:
-    from .api import UniPixel
+    from .api import UniPixel, error_line
 
     _log(args, f"loading model {args.model or '(built-in)'} ...")
     kwargs: dict[str, Any] = {"num_frames": args.frames}
@@ -69,8 +69,7 @@ def _load_api(args: argparse.Namespace) -> Any:
     try:
         return UniPixel.from_pretrained(args.model, **kwargs)
     except (OSError, ValueError) as err:  # a missing checkpoint is an OSError from transformers
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise SystemExit(f"error: cannot load model {args.model or '(built-in)'}: {first}") from None
+        raise SystemExit(f"error: cannot load model {args.model or '(built-in)'}: {error_line(err)}") from None
 
 
 def _check_inputs(args: argparse.Namespace) -> None:

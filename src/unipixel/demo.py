@@ -705,7 +705,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Load the model and serve the demo until interrupted; returns the process exit code."""
     args = build_parser().parse_args(argv)
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no phoning home from a local demo
-    from .api import UniPixel
+    from .api import UniPixel, error_line
 
     kwargs: dict[str, Any] = {"num_frames": args.frames, "max_new_tokens": args.max_new_tokens}
     if args.min_pixels:
@@ -716,8 +716,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         api = UniPixel.from_pretrained(args.model, device=args.device, **kwargs)
     except (OSError, ValueError) as err:  # a missing checkpoint (OSError), a bad device / dtype (ValueError)
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        print(f"error: cannot load the model: {first}", file=sys.stderr)
+        print(f"error: cannot load the model: {error_line(err)}", file=sys.stderr)
         if args.model is None and isinstance(err, OSError):
             print("hint: run `unipixel demo --model PATH` with a UniPixel checkpoint directory", file=sys.stderr)
         return 2

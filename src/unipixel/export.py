@@ -27,6 +27,7 @@ def export_model(
     import torch
 
     from . import UniPixelForConditionalGeneration
+    from .api import _resolve_dtype
     from .processing import UniPixelProcessor
 
     out = Path(out)
@@ -38,7 +39,7 @@ def export_model(
     if sam2_checkpoint is not None:
         kwargs["sam2_checkpoint"] = sam2_checkpoint
     if dtype is not None:
-        kwargs["dtype"] = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[dtype]
+        kwargs["dtype"] = _resolve_dtype(dtype, torch.device("cpu"))
     model = UniPixelForConditionalGeneration.from_pretrained(str(checkpoint), **kwargs)
     for key in ("base_model_path", "sam2_checkpoint", "partial_checkpoint"):  # the export stands alone
         if hasattr(model.config, key):
@@ -60,8 +61,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         out = export_model(args.checkpoint, args.out, base_model_path=args.base_model,
                            sam2_checkpoint=args.sam2_checkpoint, dtype=args.dtype)
     except (OSError, ValueError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise SystemExit(f"error: {first}") from None
+        from .api import error_line
+
+        raise SystemExit(f"error: {error_line(err)}") from None
     print(f"saved a standalone model to {out}")
     return 0
 

@@ -257,6 +257,8 @@ def _masks(value: Any) -> list[tuple[dict[str, Any], int]]:
         data = [data]
     if not isinstance(data, list):
         raise _bad("masks", f"masks must be a list, got {type(data).__name__}", f"send {MASKS_HINT}")
+    from .data.schema import rle_problem
+
     out = []
     for i, item in enumerate(data):
         ok = (
@@ -267,8 +269,6 @@ def _masks(value: Any) -> list[tuple[dict[str, Any], int]]:
         frame = item.get("frame", 0) if isinstance(item, dict) else 0
         if not ok or not isinstance(frame, int) or isinstance(frame, bool) or frame < 0:
             raise _bad("masks", f"masks[{i}] is not a COCO RLE with a non-negative integer frame", f"send {MASKS_HINT}")
-        from .data.schema import rle_problem
-
         problem = rle_problem({"size": item["size"], "counts": item["counts"]})
         if problem:  # decoded here, not on the model thread
             raise _bad("masks", f"masks[{i}]: {problem}", f"send {MASKS_HINT}")
@@ -609,10 +609,11 @@ class _Guard:
     FastAPI, because the multipart parser would otherwise spool the whole upload first.
     """
 
-    def __init__(self, app: Any, limit_for: Callable[[str], int], media_limit: int = 0) -> None:
+    def __init__(self, app: Any, media_limit: int) -> None:
         self.app = app
-        self.limit_for = limit_for
-        self.media_limit = media_limit
+        self.media_limit = media_limit  # max_upload_bytes: the media file; the body may add form fields / base64
+        self.body_limit = media_limit + _BODY_SLACK
+        self.json_limit = math.ceil(media_limit * 4 / 3) + _BODY_SLACK
 
     async def __call__(self, scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -622,10 +623,9 @@ class _Guard:
         rid = headers.get("x-request-id", "")
         rid = rid if _REQUEST_ID_RE.match(rid) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = rid
-        content_type = headers.get("content-type", "")
-        limit = self.limit_for(content_type)
-        is_json = content_type.split(";")[0].strip().lower() == "application/json"
-        too_large = _BodyTooLarge(self.media_limit or limit, "media_base64" if is_json else "file")
+        is_json = headers.get("content-type", "").split(";")[0].strip().lower() == "application/json"
+        limit = self.json_limit if is_json else self.body_limit
+        field_name = "media_base64" if is_json else "file"
 
         async def send_with_id(message: MutableMapping[str, Any]) -> None:
             if message["type"] == "http.response.start":
@@ -635,7 +635,7 @@ class _Guard:
 
         length = headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > limit:
-            err = too_large
+            err = _BodyTooLarge(self.media_limit, field_name)
             await _send_json(send_with_id, err.status, err.body(rid), {"Connection": "close"})
             return
         received = 0
@@ -646,7 +646,7 @@ class _Guard:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    raise too_large
+                    raise _BodyTooLarge(self.media_limit, field_name)
             return message
 
         await self.app(scope, counted_receive, send_with_id)
@@ -1136,13 +1136,7 @@ def create_app(cfg: ServerConfig, api: Any | None = None) -> Any:
             "endpoints": ["POST /v1/predict", "POST /v1/pixelqa", "GET /health", "GET /v1/info", "GET /docs"],
         })
 
-    body_limit = cfg.max_upload_bytes + _BODY_SLACK
-    b64_limit = math.ceil(cfg.max_upload_bytes * 4 / 3) + _BODY_SLACK
-
-    def limit_for(content_type: str) -> int:
-        return b64_limit if content_type.split(";")[0].strip().lower() == "application/json" else body_limit
-
-    app.add_middleware(_Guard, limit_for=limit_for, media_limit=cfg.max_upload_bytes)
+    app.add_middleware(_Guard, media_limit=cfg.max_upload_bytes)
     app.state.queue = queue
     app.state.temp_root = temps.root
     return app
@@ -1152,14 +1146,11 @@ def check_object_markers(spec: PredictSpec | PixelQASpec) -> None:
     """The API's ``[k]`` checks, before the request takes a queue slot: every point / box is referred to as ``[k]``
     and every ``[k]`` names an object of the request (points, then boxes, then masks)."""
     from .api import UniPixel, _check_markers
-    from .tokenizer import REF_TOKEN
 
     is_qa = isinstance(spec, PixelQASpec)
     field, text = ("question", spec.question) if is_qa else ("prompt", spec.prompt)
     n_ref = len(spec.points) + len(spec.boxes)
     n_obj = n_ref + (0 if is_qa else len(spec.masks))
-    if REF_TOKEN in text:
-        return
     hint = "write [0], [1], ... for the points first, then the boxes" + ("" if is_qa else ", then the masks")
     try:
         UniPixel._with_ref_tokens(text, n_ref)

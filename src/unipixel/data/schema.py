@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 TASKS = (
@@ -126,6 +127,17 @@ def read_sample_line(line: str, where: str = "sample") -> Sample:
         return Sample.from_dict(d)
     except (TypeError, ValueError, KeyError, AttributeError) as err:
         raise SampleError(f"{where}: {type(err).__name__}: {err} (see the sample schema in unipixel.data.schema)") from None
+
+
+def resolve_media_paths(sample: Sample, base: str | Path) -> Sample:
+    """Make ``sample``'s relative media paths (file or frame list) relative to ``base`` (the JSONL's folder), in
+    place; returns the sample."""
+    m = sample.media
+    if m.path is not None and not Path(m.path).is_absolute():
+        m.path = str(Path(base) / m.path)
+    if m.frames is not None:
+        m.frames = [f if Path(f).is_absolute() else str(Path(base) / f) for f in m.frames]
+    return sample
 
 
 def _count(text: str, token: str) -> int:

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .schema import SampleError, read_sample_line, validate_sample
+from .schema import SampleError, read_sample_line, resolve_media_paths, validate_sample
 
 
 def validate_file(path: Path, check_media: bool = False) -> tuple[int, list[str]]:
@@ -34,9 +34,10 @@ def validate_file(path: Path, check_media: bool = False) -> tuple[int, list[str]
         except SampleError as err:
             problems += [f"{where}: {sample.id}: {p}" for p in str(err).split("\n- ")[1:]]
         if check_media:
-            files = [sample.media.path] if sample.media.path else list(sample.media.frames or [])
-            for f in files:
-                if not (Path(f) if Path(f).is_absolute() else path.parent / f).exists():
+            shown = [sample.media.path] if sample.media.path else list(sample.media.frames or [])
+            m = resolve_media_paths(sample, path.parent).media  # as training will read them
+            for f, resolved in zip(shown, [m.path] if m.path else list(m.frames or []), strict=True):
+                if not Path(resolved).exists():
                     problems.append(f"{where}: {sample.id}: media file not found: {f}")
     return n, problems
 

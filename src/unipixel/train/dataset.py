@@ -409,7 +409,7 @@ def load_samples_jsonl(path: str | Path, validate: bool = True) -> list[Sample]:
     a broken sample fails here, naming ``FILE:LINE``, rather than being skipped with a warning mid-training.
     ``unipixel validate FILE`` lists every problem of a file at once.
     """
-    from ..data.schema import read_sample_line, validate_sample
+    from ..data.schema import read_sample_line, resolve_media_paths, validate_sample
 
     path = Path(path)
     out = []
@@ -422,11 +422,7 @@ def load_samples_jsonl(path: str | Path, validate: bool = True) -> list[Sample]:
                 validate_sample(s)
             except ValueError as err:
                 raise ValueError(f"{path}:{lineno}: {err}") from None
-        if s.media.path is not None and not Path(s.media.path).is_absolute():
-            s.media.path = str(path.parent / s.media.path)
-        if s.media.frames is not None:
-            s.media.frames = [f if Path(f).is_absolute() else str(path.parent / f) for f in s.media.frames]
-        out.append(s)
+        out.append(resolve_media_paths(s, path.parent))
     return out
 
 
